@@ -1,0 +1,48 @@
+# Every target works from a fresh clone: it installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP_VERSION := 26.3
+STAMP  := $(VENV)/.installed-dev
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test lint typecheck pytest lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+
+# Pinned versions come from constraints.txt, the lock for every laptop in the room.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e . --group dev
+	@touch $@
+
+install: $(STAMP) ## create .venv with the app and its dev tools
+
+run: $(STAMP) ## serve the reference app on the embedded SQLite database
+	$(BIN)/uvicorn reference_app.main:app --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 10
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest ## lint, types and the whole test suite (both databases)
+
+# Re-resolve the newest versions allowed by pyproject.toml and pin them.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet "pip==$(PIP_VERSION)"
+	.lock-venv/bin/pip install --quiet -e . --group dev
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^fastapi-background-jobs' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""Dependencies, as ``Annotated`` aliases so routes read like prose."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from email.message import Message
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reference_app.core.config import Principal, Settings
+from reference_app.tasks.runner import TaskRunner
+
+__all__ = [
+    "CurrentUser",
+    "IdempotencyKey",
+    "RunnerDep",
+    "SessionDep",
+    "SettingsDep",
+    "get_current_user",
+    "require_json",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+
+
+def get_settings_from_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read session for the request, closed when the endpoint returns (before any task runs)."""
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+# scope="function": released before the response and its background tasks, not after them.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_runner(request: Request) -> TaskRunner:
+    runner: TaskRunner = request.app.state.runner
+    return runner
+
+
+RunnerDep = Annotated[TaskRunner, Depends(get_runner)]
+
+
+def get_current_user(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The principal behind a valid ``Authorization: Bearer`` key, else 401."""
+    if credentials is not None:
+        presented = credentials.credentials.encode()
+        for key, principal in settings.api_keys.items():
+            if hmac.compare_digest(presented, key.encode()):
+                return principal
+    raise HTTPException(
+        status_code=401,
+        detail="Missing or invalid API key: send `Authorization: Bearer <key>`.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON."""
+    message = Message()
+    message["content-type"] = request.headers.get("content-type", "")
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() != "application" or not (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        raise HTTPException(
+            status_code=415, detail="Send a JSON body with `Content-Type: application/json`."
+        )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a request safely: the same key and body return the same task.",
+    ),
+]

@@ -1,0 +1,78 @@
+"""Settings: environment variables with the ``APP_`` prefix, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEMO_API_KEYS", "Principal", "Settings", "get_settings"]
+
+
+class Principal(BaseModel):
+    """Who an API key belongs to."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    org_id: str = Field(min_length=1, max_length=64)
+
+
+# Demo keys for local runs and the lessons; listed in the README.
+# ``APP_ENV=production`` refuses to start while any of them is configured.
+DEMO_API_KEYS: dict[str, Principal] = {
+    "demo-key-org-a": Principal(user_id="alice", org_id="org-a"),
+    "demo-key-org-b": Principal(user_id="bob", org_id="org-b"),
+}
+
+
+class Settings(BaseSettings):
+    """Everything the reference app can be told from outside."""
+
+    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./var/app.db"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    api_keys: dict[str, Principal] = Field(default_factory=lambda: dict(DEMO_API_KEYS))
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # None: apply migrations on startup for SQLite, leave PostgreSQL to `migrate`.
+    migrate_on_startup: bool | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+
+    max_concurrent_tasks: int = Field(default=32, ge=1)
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    cpu_workers: int = Field(default=1, ge=1)
+
+    task_max_attempts: int = Field(default=5, ge=1)
+    task_retry_base_seconds: float = Field(default=1.0, ge=0)
+    task_retry_cap_seconds: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_demo_keys_in_production(self) -> Settings:
+        if self.env == "production" and set(self.api_keys) & set(DEMO_API_KEYS):
+            raise ValueError(
+                "APP_ENV=production but the demo API keys are configured: "
+                "set APP_API_KEYS to your own keys"
+            )
+        if not self.api_keys:
+            raise ValueError("APP_API_KEYS is empty: configure at least one key")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_migrate_on_startup(self) -> bool:
+        return self.is_sqlite if self.migrate_on_startup is None else self.migrate_on_startup
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

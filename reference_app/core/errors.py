@@ -1,0 +1,77 @@
+"""Exception handlers: every error is JSON, and a database outage is a 503, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from reference_app.core.logging import get_logger
+
+__all__ = [
+    "DATABASE_UNAVAILABLE",
+    "RETRY_AFTER_SECONDS",
+    "install_error_handlers",
+    "is_database_outage",
+]
+
+log = get_logger(__name__)
+
+RETRY_AFTER_SECONDS = 2
+DATABASE_UNAVAILABLE = "The database is unavailable right now; nothing was written. Retry later."
+
+# What a down, restarting or locked database raises through SQLAlchemy and its drivers.
+_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached or used right now."""
+    if isinstance(exc, _OUTAGE_TYPES):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def database_unavailable_response() -> JSONResponse:
+    """The 503 a client gets while the database is down."""
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    if not is_database_outage(exc):
+        raise exc
+    log.warning("database_unavailable", error_type=type(exc).__name__, path=request.url.path)
+    return database_unavailable_response()
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 413:
+        limit = request.app.state.settings.max_body_bytes
+        exc = StarletteHTTPException(
+            413, f"Request body is larger than the {limit}-byte limit; send a smaller body."
+        )
+    return await http_exception_handler(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    for exc_type in (DBAPIError, PoolTimeoutError, ConnectionError, OSError, asyncio.TimeoutError):
+        app.add_exception_handler(exc_type, _on_database_error)

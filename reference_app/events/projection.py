@@ -1,0 +1,148 @@
+"""The task projection as a pure fold over the log, and its rebuild from the log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reference_app.db.models import Task, TaskEvent
+from reference_app.events.lifecycle import EventType, status_after
+
+__all__ = [
+    "OPERATIONAL_COLUMNS",
+    "RecordedEvent",
+    "changes_for",
+    "compute_projection",
+    "fold",
+    "rebuild_projection",
+]
+
+# Written by the lease heartbeat between events, so not derivable from the log.
+OPERATIONAL_COLUMNS = frozenset({"lease_expires_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """What the projection needs to know of one event."""
+
+    type: EventType
+    version: int
+    payload: dict[str, Any]
+    at: datetime
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _error_text(payload: dict[str, Any]) -> str:
+    return f"{payload['error_type']}: {payload['error']}"
+
+
+def changes_for(event: RecordedEvent) -> dict[str, Any]:
+    """The projection columns that ``event`` sets. Depends on the event alone."""
+    p = event.payload
+    changes: dict[str, Any] = {
+        "status": status_after(event.type).value,
+        "version": event.version,
+        "updated_at": event.at,
+    }
+    match event.type:
+        case EventType.TASK_SCHEDULED:
+            changes.update(
+                kind=p["kind"],
+                org_id=p["org_id"],
+                user_id=p["user_id"],
+                params=p["params"],
+                request_id=p.get("request_id"),
+                webhook_url=p.get("webhook_url"),
+                idempotency_key=p.get("idempotency_key"),
+                request_hash=p.get("request_hash"),
+                max_attempts=p["max_attempts"],
+                attempts=0,
+                result=None,
+                last_error=None,
+                created_at=event.at,
+                started_at=None,
+                finished_at=None,
+                run_after=event.at,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        case EventType.TASK_STARTED:
+            changes.update(
+                attempts=p["attempt"],
+                started_at=event.at,
+                run_after=None,
+                lease_owner=p["lease_owner"],
+                lease_expires_at=_when(p["lease_expires_at"]),
+            )
+        case EventType.ATTEMPT_FAILED:
+            changes.update(last_error=_error_text(p))
+        case EventType.RETRY_SCHEDULED:
+            changes.update(run_after=_when(p["due_at"]), lease_owner=None, lease_expires_at=None)
+        case EventType.TASK_SUCCEEDED:
+            changes.update(
+                result=p["result"], finished_at=event.at, lease_owner=None, lease_expires_at=None
+            )
+        case EventType.TASK_FAILED:
+            changes.update(
+                last_error=_error_text(p),
+                finished_at=event.at,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+    return changes
+
+
+def fold(events: Iterable[RecordedEvent]) -> dict[str, Any]:
+    """The projection row of one task's stream, events in version order."""
+    row: dict[str, Any] = {}
+    for event in events:
+        row.update(changes_for(event))
+    return row
+
+
+async def compute_projection(session: AsyncSession) -> dict[uuid.UUID, dict[str, Any]]:
+    """Every task's projection row, computed from the log alone."""
+    query = (
+        select(TaskEvent)
+        .where(TaskEvent.stream_id == TaskEvent.task_id)
+        .order_by(TaskEvent.task_id, TaskEvent.version)
+    )
+    rows: dict[uuid.UUID, dict[str, Any]] = {}
+    for event in await session.scalars(query):
+        recorded = RecordedEvent(EventType(event.type), event.version, event.payload, event.at)
+        rows.setdefault(event.task_id, {"id": event.task_id}).update(changes_for(recorded))
+    return rows
+
+
+async def rebuild_projection(session: AsyncSession) -> int:
+    """Replace the ``tasks`` table with the fold of the log; returns the task count.
+
+    A live lease keeps its heartbeat-extended expiry, so a rebuild while tasks
+    run does not hand them to the sweeper early.
+    """
+    rebuilt = await compute_projection(session)
+    live_leases = dict(
+        (
+            await session.execute(
+                select(Task.id, Task.lease_expires_at).where(Task.status == "running")
+            )
+        )
+        .tuples()
+        .all()
+    )
+    for task_id, row in rebuilt.items():
+        if row["status"] == "running" and live_leases.get(task_id) is not None:
+            row["lease_expires_at"] = max(row["lease_expires_at"], live_leases[task_id])
+    await session.execute(delete(Task))
+    if rebuilt:
+        await session.execute(insert(Task), list(rebuilt.values()))
+    return len(rebuilt)

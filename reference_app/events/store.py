@@ -1,0 +1,135 @@
+"""Appending to the log, with the projection updated in the same transaction.
+
+The projection row carries the stream's version. An append updates it only
+where it still holds the version the caller read; otherwise nothing is
+written and ``ConcurrencyConflict`` is raised, rolling back the caller's
+transaction. That optimistic check is also the claim lock: of several
+processes trying to start the same task, exactly one appends ``task_started``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NoReturn
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reference_app.core.clock import utcnow
+from reference_app.db.models import Task, TaskEvent
+from reference_app.events.lifecycle import (
+    EventType,
+    IllegalTransition,
+    TaskStatus,
+    check_batch,
+    check_sequence,
+    statuses_before,
+)
+from reference_app.events.projection import RecordedEvent, changes_for
+
+__all__ = ["ConcurrencyConflict", "NewEvent", "append_events", "renew_lease", "start_stream"]
+
+
+class ConcurrencyConflict(Exception):
+    """The stream moved on since it was read; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: EventType
+    payload: dict[str, Any]
+    at: datetime = field(default_factory=utcnow)
+
+
+def _rows(
+    task_id: uuid.UUID, first_version: int, events: Sequence[NewEvent]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "stream_id": task_id,
+            "task_id": task_id,
+            "version": first_version + i,
+            "type": e.type.value,
+            "payload": e.payload,
+            "at": e.at,
+        }
+        for i, e in enumerate(events)
+    ]
+
+
+def _merged_changes(first_version: int, events: Sequence[NewEvent]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for i, e in enumerate(events):
+        changes.update(changes_for(RecordedEvent(e.type, first_version + i, e.payload, e.at)))
+    return changes
+
+
+async def start_stream(session: AsyncSession, task_id: uuid.UUID, scheduled: NewEvent) -> None:
+    """Append ``task_scheduled`` as version 1 and insert the projection row."""
+    check_sequence(None, [scheduled.type])
+    await session.execute(insert(Task).values(id=task_id, **_merged_changes(1, [scheduled])))
+    await session.execute(insert(TaskEvent), _rows(task_id, 1, [scheduled]))
+
+
+async def append_events(
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    *,
+    expected_version: int,
+    events: Sequence[NewEvent],
+) -> int:
+    """Append ``events`` after ``expected_version``; return the stream's new version.
+
+    Raises IllegalTransition if the batch may not follow the stream's last
+    event, and ConcurrencyConflict if the stream is no longer at ``expected_version``.
+    """
+    types = [e.type for e in events]
+    check_batch(types)
+    # The stored status tells the last committed event, so the WHERE clause checks the transition.
+    allowed = statuses_before(types[0])
+    first = expected_version + 1
+    result = await session.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.version == expected_version,
+            Task.status.in_([s.value for s in allowed]),
+        )
+        .values(**_merged_changes(first, events))
+    )
+    if not isinstance(result, CursorResult) or result.rowcount != 1:
+        await _explain_refusal(session, task_id, expected_version, types[0])
+    await session.execute(insert(TaskEvent), _rows(task_id, first, events))
+    return expected_version + len(events)
+
+
+async def _explain_refusal(
+    session: AsyncSession, task_id: uuid.UUID, expected_version: int, first: EventType
+) -> NoReturn:
+    row = (
+        await session.execute(select(Task.version, Task.status).where(Task.id == task_id))
+    ).first()
+    if row is None or row.version != expected_version:
+        raise ConcurrencyConflict(f"task {task_id} is no longer at version {expected_version}")
+    raise IllegalTransition(f"{first} may not follow a task in status {row.status}")
+
+
+async def renew_lease(
+    session: AsyncSession, task_id: uuid.UUID, *, version: int, owner: str, until: datetime
+) -> bool:
+    """Extend a running task's lease; False if the task moved on or another owner holds it."""
+    result = await session.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.version == version,
+            Task.lease_owner == owner,
+            Task.status == TaskStatus.RUNNING.value,
+        )
+        .values(lease_expires_at=until)
+    )
+    return isinstance(result, CursorResult) and result.rowcount == 1

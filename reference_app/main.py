@@ -1,0 +1,99 @@
+"""The ASGI app (``reference_app.main:app``) and its lifespan."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+
+from reference_app.api.routes import health, jobs, tasks
+from reference_app.core.config import Settings, get_settings
+from reference_app.core.errors import install_error_handlers
+from reference_app.core.logging import configure_logging, get_logger
+from reference_app.core.request_id import RequestIdMiddleware
+from reference_app.db.engine import create_engine, create_session_factory
+from reference_app.db.migrate import upgrade_database
+from reference_app.tasks.context import Handler
+from reference_app.tasks.handlers import HANDLERS
+from reference_app.tasks.retry import RetryPolicy
+from reference_app.tasks.runner import TaskRunner
+from reference_app.tasks.sweeper import Sweeper
+
+__all__ = ["app", "create_app"]
+
+log = get_logger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, handlers: Mapping[str, Handler] | None = None
+) -> FastAPI:
+    """Build the app: tests pass settings and task bodies, production reads the environment."""
+    settings = settings or get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.api_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        if settings.should_migrate_on_startup:
+            await upgrade_database(engine)
+        sessions = create_session_factory(engine)
+        # spawn, not fork: forking a process that runs an event loop and holds sockets is unsafe.
+        cpu_pool = ProcessPoolExecutor(
+            settings.cpu_workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        runner = TaskRunner(
+            sessions=sessions,
+            handlers=handlers or HANDLERS,
+            policy=RetryPolicy(
+                max_attempts=settings.task_max_attempts,
+                base_seconds=settings.task_retry_base_seconds,
+                cap_seconds=settings.task_retry_cap_seconds,
+            ),
+            capacity=settings.max_concurrent_tasks,
+            lease_seconds=settings.lease_seconds,
+            cpu_pool=cpu_pool,
+        )
+        sweeper = Sweeper(runner, interval=settings.sweep_interval_seconds)
+        app.state.engine, app.state.sessions, app.state.runner, app.state.sweeper = (
+            engine,
+            sessions,
+            runner,
+            sweeper,
+        )
+        sweeper.start()
+        log.info(
+            "app_started",
+            database=engine.url.render_as_string(hide_password=True),
+            owner=runner.owner,
+        )
+        try:
+            yield
+        finally:
+            # uvicorn has already waited for requests and their background tasks.
+            await sweeper.stop()
+            await runner.drain(settings.shutdown_grace_seconds)
+            cpu_pool.shutdown(wait=False, cancel_futures=True)
+            await engine.dispose()
+            log.info("app_stopped")
+
+    app = FastAPI(
+        title="fastapi-background-jobs reference app",
+        summary="Durable, event-sourced background work with FastAPI's native BackgroundTasks.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(tasks.router)
+    return app
+
+
+app = create_app()

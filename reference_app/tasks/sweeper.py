@@ -1,0 +1,65 @@
+"""The sweeper: an in-app loop that re-drives work no request is running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from reference_app.core.logging import get_logger
+from reference_app.tasks.runner import TaskRunner
+
+__all__ = ["Sweeper"]
+
+log = get_logger(__name__)
+
+
+class Sweeper:
+    """At start and every ``interval`` seconds (or when woken): recover expired leases,
+    then claim due ``scheduled`` and ``retrying`` tasks up to the runner's free slots.
+
+    This is what makes delivery at-least-once: a task accepted while every slot
+    was busy, a retry whose time has come, and an attempt whose process died
+    are all picked up here.
+    """
+
+    def __init__(self, runner: TaskRunner, *, interval: float) -> None:
+        self.runner = runner
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        runner.on_slot_freed = self.wake
+
+    def start(self) -> None:
+        # Keep the reference: the loop only holds weak references to tasks.
+        self._task = asyncio.create_task(self._loop(), name="sweeper")
+
+    def wake(self) -> None:
+        """Sweep now rather than at the next interval."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def sweep_once(self) -> int:
+        """One pass; returns how many attempts it started."""
+        recovered = await self.runner.recover_expired_leases()
+        started = await self.runner.claim_due()
+        if recovered or started:
+            log.info("sweep_finished", recovered=recovered, started=started)
+        return started
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweep_failed")
+            # A full batch suggests more is due: the runner wakes us when a slot frees.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()

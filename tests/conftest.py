@@ -1,0 +1,189 @@
+"""Fixtures shared by the whole suite: both databases, the app, and a client.
+
+Every database test runs on SQLite and on PostgreSQL. Each test gets a database
+of its own, copied from a template that the migrations built once per session:
+a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reference_app.core.config import Settings
+from reference_app.db.engine import SessionFactory, create_engine, create_session_factory
+from reference_app.db.migrate import upgrade_database
+from reference_app.main import create_app
+
+T = TypeVar("T")
+
+TEST_POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+ORG_A_KEY = "demo-key-org-a"
+ORG_B_KEY = "demo-key-org-b"
+AUTH_A = {"Authorization": f"Bearer {ORG_A_KEY}"}
+AUTH_B = {"Authorization": f"Bearer {ORG_B_KEY}"}
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on a private loop, from sync fixture code."""
+
+    async def _main() -> T:
+        return await make()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _main()).result()
+
+
+def _admin_dsn(database: str | None = None) -> str:
+    url = make_url(TEST_POSTGRES_URL).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_admin_dsn(), timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    run_async(lambda: _migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database; the PostgreSQL tests skip locally, and fail in CI, without it."""
+    try:
+        run_async(lambda: _admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL at {TEST_POSTGRES_URL} is unreachable ({exc!r})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI needs it: .ci/run starts it", pytrace=False)
+        pytest.skip(f"{message}; start it or set TEST_POSTGRES_URL")
+    name = f"fbj_template_{os.getpid()}"
+    run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
+    run_async(lambda: _migrate(make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(False)))
+    yield name
+    run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    if backend == "sqlite":
+        path = tmp_path / "app.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"fbj_test_{uuid.uuid4().hex[:12]}"
+    run_async(lambda: _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(False)
+    finally:
+        run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> SessionFactory:
+    return create_session_factory(engine)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: fast sweeps and retries, JSON logs, schema already migrated."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "env": "test",
+        "log_format": "json",
+        "migrate_on_startup": False,
+        "sweep_interval_seconds": 0.05,
+        "lease_seconds": 3.0,
+        "shutdown_grace_seconds": 2.0,
+        "task_retry_base_seconds": 0.01,
+        "task_retry_cap_seconds": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan running (engine, runner, sweeper)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for org A. ASGITransport runs background tasks before it returns the response."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=AUTH_A
+    ) as client:
+        yield client
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, task_id: str, *statuses: str, seconds: float = 15.0
+) -> dict[str, Any]:
+    """Poll ``GET /tasks/{id}`` until the task is in one of ``statuses``."""
+    body: dict[str, Any] = {}
+    async with asyncio.timeout(seconds):
+        while True:
+            response = await client.get(f"/tasks/{task_id}")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            if body["status"] in statuses:
+                return body
+            await asyncio.sleep(0.02)
