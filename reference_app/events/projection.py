@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.db.models import Task, TaskEvent
@@ -126,19 +126,18 @@ async def compute_projection(session: AsyncSession) -> dict[uuid.UUID, dict[str,
 async def rebuild_projection(session: AsyncSession) -> int:
     """Replace the ``tasks`` table with the fold of the log; returns the task count.
 
-    A live lease keeps its heartbeat-extended expiry, so a rebuild while tasks
-    run does not hand them to the sweeper early.
+    Safe while the app runs: on PostgreSQL it locks ``tasks`` against appends
+    (SQLite's ``BEGIN IMMEDIATE`` already does), and a live lease keeps its
+    heartbeat-extended expiry, so running tasks are not handed to the sweeper early.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        # Hold off appends (they update tasks first) until the new rows are in.
+        await session.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
     rebuilt = await compute_projection(session)
-    live_leases = dict(
-        (
-            await session.execute(
-                select(Task.id, Task.lease_expires_at).where(Task.status == "running")
-            )
-        )
-        .tuples()
-        .all()
+    running = await session.execute(
+        select(Task.id, Task.lease_expires_at).where(Task.status == "running")
     )
+    live_leases = {task_id: expires for task_id, expires in running}
     for task_id, row in rebuilt.items():
         if row["status"] == "running" and live_leases.get(task_id) is not None:
             row["lease_expires_at"] = max(row["lease_expires_at"], live_leases[task_id])

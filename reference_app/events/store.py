@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,11 @@ from reference_app.events.lifecycle import (
 from reference_app.events.projection import RecordedEvent, changes_for
 
 __all__ = ["ConcurrencyConflict", "NewEvent", "append_events", "renew_lease", "start_stream"]
+
+# Core tables, not ORM entities: these statements run on every request and task,
+# and need neither the identity map nor ORM bulk-update bookkeeping.
+_tasks = cast(Table, Task.__table__)
+_events = cast(Table, TaskEvent.__table__)
 
 
 class ConcurrencyConflict(Exception):
@@ -71,8 +76,8 @@ def _merged_changes(first_version: int, events: Sequence[NewEvent]) -> dict[str,
 async def start_stream(session: AsyncSession, task_id: uuid.UUID, scheduled: NewEvent) -> None:
     """Append ``task_scheduled`` as version 1 and insert the projection row."""
     check_sequence(None, [scheduled.type])
-    await session.execute(insert(Task).values(id=task_id, **_merged_changes(1, [scheduled])))
-    await session.execute(insert(TaskEvent), _rows(task_id, 1, [scheduled]))
+    await session.execute(insert(_tasks).values(id=task_id, **_merged_changes(1, [scheduled])))
+    await session.execute(insert(_events), _rows(task_id, 1, [scheduled]))
 
 
 async def append_events(
@@ -93,26 +98,25 @@ async def append_events(
     allowed = statuses_before(types[0])
     first = expected_version + 1
     result = await session.execute(
-        update(Task)
+        update(_tasks)
         .where(
-            Task.id == task_id,
-            Task.version == expected_version,
-            Task.status.in_([s.value for s in allowed]),
+            _tasks.c.id == task_id,
+            _tasks.c.version == expected_version,
+            _tasks.c.status.in_([s.value for s in allowed]),
         )
         .values(**_merged_changes(first, events))
     )
     if not isinstance(result, CursorResult) or result.rowcount != 1:
         await _explain_refusal(session, task_id, expected_version, types[0])
-    await session.execute(insert(TaskEvent), _rows(task_id, first, events))
+    await session.execute(insert(_events), _rows(task_id, first, events))
     return expected_version + len(events)
 
 
 async def _explain_refusal(
     session: AsyncSession, task_id: uuid.UUID, expected_version: int, first: EventType
 ) -> NoReturn:
-    row = (
-        await session.execute(select(Task.version, Task.status).where(Task.id == task_id))
-    ).first()
+    query = select(_tasks.c.version, _tasks.c.status).where(_tasks.c.id == task_id)
+    row = (await session.execute(query)).first()
     if row is None or row.version != expected_version:
         raise ConcurrencyConflict(f"task {task_id} is no longer at version {expected_version}")
     raise IllegalTransition(f"{first} may not follow a task in status {row.status}")
@@ -123,12 +127,12 @@ async def renew_lease(
 ) -> bool:
     """Extend a running task's lease; False if the task moved on or another owner holds it."""
     result = await session.execute(
-        update(Task)
+        update(_tasks)
         .where(
-            Task.id == task_id,
-            Task.version == version,
-            Task.lease_owner == owner,
-            Task.status == TaskStatus.RUNNING.value,
+            _tasks.c.id == task_id,
+            _tasks.c.version == version,
+            _tasks.c.lease_owner == owner,
+            _tasks.c.status == TaskStatus.RUNNING.value,
         )
         .values(lease_expires_at=until)
     )
