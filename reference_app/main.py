@@ -8,9 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from reference_app.api.routes import health, jobs, tasks
+from reference_app.core.body_limit import BodyLimitMiddleware
 from reference_app.core.config import Settings, get_settings
 from reference_app.core.errors import install_error_handlers
 from reference_app.core.logging import configure_logging, get_logger
@@ -88,7 +88,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(jobs.router)

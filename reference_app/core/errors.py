@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import errno
+import socket
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from reference_app.core.logging import get_logger
@@ -32,14 +31,20 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     InterfaceError,
     PoolTimeoutError,
     ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
+    TimeoutError,
+    socket.gaierror,
+)
+# asyncpg raises a bare OSError for some failures to connect; other OSErrors are bugs (500).
+_NETWORK_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
 )
 
 
 def is_database_outage(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot be reached or used right now."""
     if isinstance(exc, _OUTAGE_TYPES):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -60,18 +65,7 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     return database_unavailable_response()
 
 
-async def _on_http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 413:
-        limit = request.app.state.settings.max_body_bytes
-        exc = StarletteHTTPException(
-            413, f"Request body is larger than the {limit}-byte limit; send a smaller body."
-        )
-    return await http_exception_handler(request, exc)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
-    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    for exc_type in (DBAPIError, PoolTimeoutError, ConnectionError, OSError, asyncio.TimeoutError):
+    for exc_type in (DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(exc_type, _on_database_error)

@@ -71,7 +71,8 @@ def changes_for(event: RecordedEvent) -> dict[str, Any]:
                 created_at=event.at,
                 started_at=None,
                 finished_at=None,
-                run_after=event.at,
+                # An inline task is not due for the sweeper while its request runs it.
+                run_after=_when(p["not_before"]) if p.get("not_before") else event.at,
                 lease_owner=None,
                 lease_expires_at=None,
             )

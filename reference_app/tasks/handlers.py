@@ -7,10 +7,9 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-
 from reference_app.db.engine import session_scope
 from reference_app.db.models import Contact
+from reference_app.db.statements import insert_or_ignore
 from reference_app.tasks.context import Handler, TaskContext
 from reference_app.tasks.errors import PermanentError
 from reference_app.tasks.work import burn_cpu
@@ -47,10 +46,9 @@ async def import_contacts(ctx: TaskContext) -> dict[str, Any]:
     file_id = ctx.params["file_id"]
     rows = await asyncio.to_thread(parse_contacts_file, file_id)
     async with session_scope(ctx.sessions) as session:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         values = [{**row, "org_id": ctx.org_id, "source_task_id": ctx.task_id} for row in rows]
         # At-least-once: a re-run after a crash inserts nothing twice.
-        await session.execute(dialect.insert(Contact).on_conflict_do_nothing(), values)
+        await session.execute(insert_or_ignore(session, Contact), values)
     return {"file_id": file_id, "rows": len(rows)}
 
 

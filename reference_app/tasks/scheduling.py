@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +33,8 @@ class Submission:
     webhook_url: str | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
+    # Not due for the sweeper before this (an inline task is run by its request).
+    not_before: datetime | None = None
 
     def fingerprint(self) -> str:
         """A hash of what the client asked for, to tell a replay from a reused key."""
@@ -67,6 +70,7 @@ async def submit_task(
             "idempotency_key": submission.idempotency_key,
             "request_hash": submission.fingerprint() if submission.idempotency_key else None,
             "max_attempts": max_attempts,
+            **({"not_before": submission.not_before.isoformat()} if submission.not_before else {}),
         },
     )
     try:

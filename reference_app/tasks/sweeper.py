@@ -26,6 +26,7 @@ class Sweeper:
         self.runner = runner
         self.interval = interval
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         runner.on_slot_freed = self.wake
 
@@ -37,12 +38,22 @@ class Sweeper:
         """Sweep now rather than at the next interval."""
         self._wake.set()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Let the current pass finish, then end the loop; cancel it only if it hangs.
+
+        Cancelling in the middle of a database call can leave the driver's
+        thread finishing the call after the event loop has closed.
+        """
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._task = None
 
     async def sweep_once(self) -> int:
@@ -54,7 +65,7 @@ class Sweeper:
         return started
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.sweep_once()
             except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response
@@ -16,6 +17,7 @@ from reference_app.api.schemas import (
     TaskAccepted,
     TaskView,
 )
+from reference_app.core.clock import utcnow
 from reference_app.core.config import Principal, Settings
 from reference_app.db.engine import session_scope
 from reference_app.db.models import Task
@@ -44,6 +46,7 @@ async def _accept(
     user: Principal,
     settings: Settings,
     idempotency_key: str | None,
+    inline: bool = False,
 ) -> Accepted:
     submission = Submission(
         org_id=user.org_id,
@@ -53,6 +56,8 @@ async def _accept(
         webhook_url=body.webhook(),
         idempotency_key=idempotency_key,
         request_id=request.state.request_id,
+        # The request runs an inline task; the sweeper takes over only if the request dies.
+        not_before=utcnow() + timedelta(seconds=settings.lease_seconds) if inline else None,
     )
     try:
         return await submit_task(
@@ -166,6 +171,7 @@ async def process_data(
         user=user,
         settings=settings,
         idempotency_key=idempotency_key,
+        inline=mode == "inline",
     )
     if mode == "background":
         return _respond_accepted(request, response, accepted, background_tasks, runner)

@@ -16,7 +16,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
-TaskIdPath = Annotated[str, Path(description="The task_id from the 202 response.", max_length=64)]
+TaskIdPath = Annotated[str, Path(description="The task_id from the 202 response.")]
 _NOT_FOUND = "No such task for this API key's organisation."
 
 
