@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from reference_app.api.routes import health, jobs, tasks
@@ -22,6 +23,9 @@ from reference_app.tasks.handlers import HANDLERS
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.runner import TaskRunner
 from reference_app.tasks.sweeper import Sweeper
+from reference_app.webhooks.client import create_http_client
+from reference_app.webhooks.delivery import WEBHOOK_KIND, WebhookSender
+from reference_app.webhooks.ssrf import Resolver, system_resolver
 
 __all__ = ["app", "create_app"]
 
@@ -29,9 +33,14 @@ log = get_logger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, *, handlers: Mapping[str, Handler] | None = None
+    settings: Settings | None = None,
+    *,
+    handlers: Mapping[str, Handler] | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver = system_resolver,
 ) -> FastAPI:
-    """Build the app: tests pass settings and task bodies, production reads the environment."""
+    """Build the app. Production reads the environment; tests pass settings, task bodies,
+    an HTTP transport (``httpx.MockTransport``) and a DNS resolver."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.api_keys)
 
@@ -45,19 +54,41 @@ def create_app(
         cpu_pool = ProcessPoolExecutor(
             settings.cpu_workers, mp_context=multiprocessing.get_context("spawn")
         )
+        http_client = create_http_client(
+            connect_timeout=settings.webhook_connect_timeout_seconds,
+            read_timeout=settings.webhook_read_timeout_seconds,
+            write_timeout=settings.webhook_write_timeout_seconds,
+            pool_timeout=settings.webhook_pool_timeout_seconds,
+            max_connections=settings.webhook_max_connections,
+            transport=http_transport,
+        )
+        sender = WebhookSender(
+            http_client,
+            secrets=settings.webhook_secrets,
+            allow=settings.webhook_allow_list,
+            resolver=resolver,
+        )
         runner = TaskRunner(
             sessions=sessions,
-            handlers=handlers or HANDLERS,
+            handlers={**HANDLERS, WEBHOOK_KIND: sender.deliver, **(handlers or {})},
             policy=RetryPolicy(
                 max_attempts=settings.task_max_attempts,
                 base_seconds=settings.task_retry_base_seconds,
                 cap_seconds=settings.task_retry_cap_seconds,
             ),
+            policies={
+                WEBHOOK_KIND: RetryPolicy(
+                    max_attempts=settings.webhook_max_attempts,
+                    base_seconds=settings.webhook_retry_base_seconds,
+                    cap_seconds=settings.webhook_retry_cap_seconds,
+                )
+            },
             capacity=settings.max_concurrent_tasks,
             lease_seconds=settings.lease_seconds,
             cpu_pool=cpu_pool,
         )
         sweeper = Sweeper(runner, interval=settings.sweep_interval_seconds)
+        app.state.http_client = http_client
         app.state.engine, app.state.sessions, app.state.runner, app.state.sweeper = (
             engine,
             sessions,
@@ -76,6 +107,7 @@ def create_app(
             # uvicorn has already waited for requests and their background tasks.
             await sweeper.stop()
             await runner.drain(settings.shutdown_grace_seconds)
+            await http_client.aclose()  # after the tasks that use it have drained
             cpu_pool.shutdown(wait=False, cancel_futures=True)
             await engine.dispose()
             log.info("app_stopped")

@@ -83,7 +83,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
-    """A migrated template database; the PostgreSQL tests skip locally, and fail in CI, without it."""
+    """A migrated template database. Without PostgreSQL its tests skip locally and fail in CI."""
     try:
         run_async(lambda: _admin("SELECT 1"))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -94,7 +94,8 @@ def postgres_template() -> Iterator[str]:
     name = f"fbj_template_{os.getpid()}"
     run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
-    run_async(lambda: _migrate(make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(False)))
+    template_url = make_url(TEST_POSTGRES_URL).set(database=name)
+    run_async(lambda: _migrate(template_url.render_as_string(hide_password=False)))
     yield name
     run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

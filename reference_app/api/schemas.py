@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from reference_app.webhooks.ssrf import MAX_URL_LENGTH
 
 __all__ = [
+    "DeliveryStatus",
     "EventView",
     "ImportContactsIn",
     "JobRequest",
@@ -16,9 +19,8 @@ __all__ = [
     "SendNotificationIn",
     "TaskAccepted",
     "TaskView",
+    "WebhookView",
 ]
-
-MAX_URL_LENGTH = 2048
 
 
 class JobRequest(BaseModel):
@@ -26,20 +28,12 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    webhook_url: AnyHttpUrl | None = Field(
+    # A plain string: the SSRF guard, not a URL type's normaliser, decides what it means.
+    webhook_url: str | None = Field(
         default=None,
-        description="Called when the task ends (delivery comes with the webhooks feature).",
+        max_length=MAX_URL_LENGTH,
+        description="Public http(s) URL that gets a signed POST when the task ends.",
     )
-
-    @field_validator("webhook_url", mode="before")
-    @classmethod
-    def _bounded_url(cls, value: Any) -> Any:
-        if isinstance(value, str) and len(value) > MAX_URL_LENGTH:
-            raise ValueError(f"webhook_url is longer than {MAX_URL_LENGTH} characters")
-        return value
-
-    def webhook(self) -> str | None:
-        return None if self.webhook_url is None else str(self.webhook_url)
 
 
 class ImportContactsIn(JobRequest):
@@ -81,6 +75,21 @@ class TaskView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     run_after: datetime | None
+    webhook: WebhookView | None = None
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class WebhookView(BaseModel):
+    """The delivery of the task's webhook: its own stream, with its own retries."""
+
+    delivery_id: uuid.UUID
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
 
 
 class EventView(BaseModel):

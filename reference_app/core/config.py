@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEMO_API_KEYS", "Principal", "Settings", "get_settings"]
+from reference_app.webhooks.signing import decode_secret
+from reference_app.webhooks.ssrf import AllowList
+
+__all__ = ["DEMO_API_KEYS", "DEMO_WEBHOOK_SECRET", "Principal", "Settings", "get_settings"]
 
 
 class Principal(BaseModel):
@@ -26,10 +29,15 @@ DEMO_API_KEYS: dict[str, Principal] = {
 }
 
 
+# The demo signing secret, for local runs; refused with APP_ENV=production.
+DEMO_WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC1ub3QtZm9yLXByb2Q="  # noqa: S105
+
+
 class Settings(BaseSettings):
     """Everything the reference app can be told from outside."""
 
-    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore")
+    # hide_input_in_errors: a bad secret must not be echoed into a startup error.
+    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./var/app.db"
@@ -52,12 +60,41 @@ class Settings(BaseSettings):
     task_retry_base_seconds: float = Field(default=1.0, ge=0)
     task_retry_cap_seconds: float = Field(default=300.0, ge=0)
 
+    webhook_secret: SecretStr = SecretStr(DEMO_WEBHOOK_SECRET)
+    # Set during a key rotation: deliveries are signed with both keys.
+    webhook_previous_secret: SecretStr | None = None
+    # Comma-separated hosts and CIDRs exempt from the SSRF guard; empty by default.
+    webhook_allow: str = ""
+    webhook_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    webhook_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_write_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_connections: int = Field(default=100, ge=1)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_retry_base_seconds: float = Field(default=30.0, ge=0)
+    webhook_retry_cap_seconds: float = Field(default=3600.0, ge=0)
+
+    @field_validator("webhook_secret", "webhook_previous_secret")
+    @classmethod
+    def _valid_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_secret(value.get_secret_value())  # raises with the reason
+        return value
+
     @model_validator(mode="after")
     def _refuse_demo_keys_in_production(self) -> Settings:
         if self.env == "production" and set(self.api_keys) & set(DEMO_API_KEYS):
             raise ValueError(
                 "APP_ENV=production but the demo API keys are configured: "
                 "set APP_API_KEYS to your own keys"
+            )
+        if (
+            self.env == "production"
+            and self.webhook_secret.get_secret_value() == DEMO_WEBHOOK_SECRET
+        ):
+            raise ValueError(
+                "APP_ENV=production but the demo webhook secret is configured: "
+                "set APP_WEBHOOK_SECRET to whsec_ followed by base64 of 32 random bytes"
             )
         if not self.api_keys:
             raise ValueError("APP_API_KEYS is empty: configure at least one key")
@@ -66,6 +103,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_secrets(self) -> list[SecretStr]:
+        """The keys to sign with: the current one, and the previous one during a rotation."""
+        previous = [self.webhook_previous_secret] if self.webhook_previous_secret else []
+        return [self.webhook_secret, *previous]
+
+    @property
+    def webhook_allow_list(self) -> AllowList:
+        return AllowList.parse(self.webhook_allow.split(","))
 
     @property
     def should_migrate_on_startup(self) -> bool:

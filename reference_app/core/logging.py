@@ -16,7 +16,7 @@ __all__ = ["REDACTED", "SecretRedactor", "configure_logging", "get_logger"]
 REDACTED = "[REDACTED]"
 
 _SECRET_KEY = re.compile(r"authorization|api[_-]?key|secret|password|token|cookie", re.IGNORECASE)
-_BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',]+")
+_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',]+")
 _WHSEC = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
 
 
@@ -38,13 +38,16 @@ class SecretRedactor:
         if isinstance(value, Mapping):
             return {k: self._clean(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self._clean(None, v) for v in value)
+            cleaned = [self._clean(None, v) for v in value]
+            if hasattr(value, "_fields"):  # a named tuple takes its fields as arguments
+                return type(value)(*cleaned)
+            return type(value)(cleaned)
         return value
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        text = _BEARER.sub(f"Bearer {REDACTED}", text)
+        text = _CREDENTIALS.sub(lambda m: f"{m.group(1).capitalize()} {REDACTED}", text)
         return _WHSEC.sub(REDACTED, text)
 
 

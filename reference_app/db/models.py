@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from reference_app.db.types import JSONDocument, UTCDateTime
 
-__all__ = ["Base", "Contact", "Task", "TaskEvent"]
+__all__ = ["Base", "Contact", "GoneWebhookURL", "Task", "TaskEvent"]
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
 _EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -71,6 +71,8 @@ class Task(Base):
     run_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set on a webhook delivery: the task whose outcome it reports.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
 
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key", name="uq_tasks_org_idempotency_key"),
@@ -91,3 +93,14 @@ class Contact(Base):
     source_task_id: Mapped[uuid.UUID] = mapped_column(Uuid())
 
     __table_args__ = (UniqueConstraint("org_id", "email", name="uq_contacts_org_email"),)
+
+
+class GoneWebhookURL(Base):
+    """A webhook URL whose receiver answered 410 Gone: it gets no more deliveries."""
+
+    __tablename__ = "gone_webhook_urls"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -75,6 +75,7 @@ def changes_for(event: RecordedEvent) -> dict[str, Any]:
                 run_after=_when(p["not_before"]) if p.get("not_before") else event.at,
                 lease_owner=None,
                 lease_expires_at=None,
+                parent_id=uuid.UUID(p["parent_id"]) if p.get("parent_id") else None,
             )
         case EventType.TASK_STARTED:
             changes.update(
@@ -111,16 +112,12 @@ def fold(events: Iterable[RecordedEvent]) -> dict[str, Any]:
 
 
 async def compute_projection(session: AsyncSession) -> dict[uuid.UUID, dict[str, Any]]:
-    """Every task's projection row, computed from the log alone."""
-    query = (
-        select(TaskEvent)
-        .where(TaskEvent.stream_id == TaskEvent.task_id)
-        .order_by(TaskEvent.task_id, TaskEvent.version)
-    )
+    """Every stream's projection row (tasks and webhook deliveries), from the log alone."""
+    query = select(TaskEvent).order_by(TaskEvent.stream_id, TaskEvent.version)
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for event in await session.scalars(query):
         recorded = RecordedEvent(EventType(event.type), event.version, event.payload, event.at)
-        rows.setdefault(event.task_id, {"id": event.task_id}).update(changes_for(recorded))
+        rows.setdefault(event.stream_id, {"id": event.stream_id}).update(changes_for(recorded))
     return rows
 
 

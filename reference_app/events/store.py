@@ -51,12 +51,12 @@ class NewEvent:
 
 
 def _rows(
-    task_id: uuid.UUID, first_version: int, events: Sequence[NewEvent]
+    stream_id: uuid.UUID, owner_id: uuid.UUID, first_version: int, events: Sequence[NewEvent]
 ) -> list[dict[str, Any]]:
     return [
         {
-            "stream_id": task_id,
-            "task_id": task_id,
+            "stream_id": stream_id,
+            "task_id": owner_id,
             "version": first_version + i,
             "type": e.type.value,
             "payload": e.payload,
@@ -74,10 +74,16 @@ def _merged_changes(first_version: int, events: Sequence[NewEvent]) -> dict[str,
 
 
 async def start_stream(session: AsyncSession, task_id: uuid.UUID, scheduled: NewEvent) -> None:
-    """Append ``task_scheduled`` as version 1 and insert the projection row."""
+    """Append ``task_scheduled`` as version 1 and insert the projection row.
+
+    A stream whose payload names a ``parent_id`` (a webhook delivery) files its
+    events under that task, so they show up in the parent's event list.
+    """
     check_sequence(None, [scheduled.type])
-    await session.execute(insert(_tasks).values(id=task_id, **_merged_changes(1, [scheduled])))
-    await session.execute(insert(_events), _rows(task_id, 1, [scheduled]))
+    changes = _merged_changes(1, [scheduled])
+    await session.execute(insert(_tasks).values(id=task_id, **changes))
+    owner_id = changes["parent_id"] or task_id
+    await session.execute(insert(_events), _rows(task_id, owner_id, 1, [scheduled]))
 
 
 async def append_events(
@@ -86,8 +92,12 @@ async def append_events(
     *,
     expected_version: int,
     events: Sequence[NewEvent],
+    owner_id: uuid.UUID | None = None,
 ) -> int:
     """Append ``events`` after ``expected_version``; return the stream's new version.
+
+    ``owner_id`` is the task the events are filed under, when the stream is
+    not a task's own (a webhook delivery's events belong to its parent).
 
     Raises IllegalTransition if the batch may not follow the stream's last
     event, and ConcurrencyConflict if the stream is no longer at ``expected_version``.
@@ -108,7 +118,7 @@ async def append_events(
     )
     if not isinstance(result, CursorResult) or result.rowcount != 1:
         await _explain_refusal(session, task_id, expected_version, types[0])
-    await session.execute(insert(_events), _rows(task_id, first, events))
+    await session.execute(insert(_events), _rows(task_id, owner_id or task_id, first, events))
     return expected_version + len(events)
 
 

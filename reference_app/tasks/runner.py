@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,31 +22,26 @@ from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
 from reference_app.events.lifecycle import EventType, TaskStatus
-from reference_app.events.store import ConcurrencyConflict, NewEvent, append_events, renew_lease
+from reference_app.events.store import (
+    ConcurrencyConflict,
+    NewEvent,
+    append_events,
+    renew_lease,
+    start_stream,
+)
+from reference_app.tasks.claim import Claim
 from reference_app.tasks.context import Handler, TaskContext
 from reference_app.tasks.errors import is_transient
+from reference_app.tasks.outcomes import TERMINAL_EVENTS, failure_events, success_event
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.shield import shielded
+from reference_app.webhooks.delivery import WEBHOOK_KIND, schedule_delivery
 
 __all__ = ["Claim", "TaskRunner"]
 
 log = get_logger(__name__)
 
 _CANCEL_RECORD_SECONDS = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """An attempt this process owns: the task's data and its version after ``task_started``."""
-
-    task_id: uuid.UUID
-    version: int
-    attempt: int
-    kind: str
-    org_id: str
-    params: dict[str, Any]
-    request_id: str | None
-    max_attempts: int
 
 
 class TaskRunner:
@@ -62,10 +57,13 @@ class TaskRunner:
         lease_seconds: float,
         cpu_pool: Executor,
         owner: str | None = None,
+        policies: Mapping[str, RetryPolicy] | None = None,
     ) -> None:
         self.sessions = sessions
         self.handlers = handlers
         self.policy = policy
+        # Per-kind policies (webhook deliveries back off over hours); ``policy`` for the rest.
+        self.policies = dict(policies or {})
         self.capacity = capacity
         self.lease = timedelta(seconds=lease_seconds)
         self.cpu_pool = cpu_pool
@@ -118,28 +116,34 @@ class TaskRunner:
         limit = self.free_slots
         if limit <= 0:
             return 0
-        now = utcnow()
-        async with session_scope(self.sessions) as session:
-            rows = await session.scalars(
-                select(Task)
-                .where(
-                    Task.status.in_([TaskStatus.SCHEDULED.value, TaskStatus.RETRYING.value]),
-                    Task.run_after <= now,
+        # Take the slots before awaiting the database, so a request cannot take them meanwhile.
+        self._in_flight += limit
+        claims: list[Claim] = []
+        try:
+            async with session_scope(self.sessions) as session:
+                rows = await session.scalars(
+                    select(Task)
+                    .where(
+                        Task.status.in_([TaskStatus.SCHEDULED.value, TaskStatus.RETRYING.value]),
+                        Task.run_after <= utcnow(),
+                    )
+                    .order_by(Task.run_after)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
-                .order_by(Task.run_after)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            claims = [await self._start(session, row) for row in rows.all()]
+                started = [await self._start(session, row) for row in rows.all()]
+            claims = started  # committed
+        finally:
+            self._in_flight -= limit - len(claims)
         self._backlog = len(claims) == limit
         for claim in claims:
-            self._in_flight += 1
             self._spawn(claim)
         return len(claims)
 
     async def recover_expired_leases(self) -> int:
         """Fail the attempts of running tasks whose owner stopped renewing, and schedule retries."""
         now = utcnow()
+        deliveries: list[uuid.UUID] = []
         async with session_scope(self.sessions) as session:
             rows = (
                 await session.scalars(
@@ -149,21 +153,19 @@ class TaskRunner:
                 )
             ).all()
             for row in rows:
-                await append_events(
-                    session,
-                    row.id,
-                    expected_version=row.version,
-                    events=self._failure_events(
-                        attempt=row.attempts,
-                        max_attempts=row.max_attempts,
-                        error_type="LeaseExpired",
-                        error=f"lease held by {row.lease_owner} expired; its process stopped",
-                        transient=True,
-                        delay=0.0,
-                    ),
+                claim = Claim.of(row, version=row.version, attempt=row.attempts)
+                events = failure_events(
+                    attempt=row.attempts,
+                    max_attempts=row.max_attempts,
+                    error_type="LeaseExpired",
+                    error=f"lease held by {row.lease_owner} expired; its process stopped",
+                    transient=True,
+                    delay=0.0,
                 )
+                deliveries += await self._append_outcome(session, claim, events)
         for row in rows:
             log.warning("lease_expired", task_id=str(row.id), kind=row.kind, attempt=row.attempts)
+        self._run_soon(deliveries)
         return len(rows)
 
     async def drain(self, grace_seconds: float) -> None:
@@ -201,23 +203,25 @@ class TaskRunner:
             },
         )
         version = await append_events(
-            session, row.id, expected_version=row.version, events=[started]
+            session, row.id, expected_version=row.version, events=[started], owner_id=row.parent_id
         )
-        return Claim(
-            task_id=row.id,
-            version=version,
-            attempt=attempt,
-            kind=row.kind,
-            org_id=row.org_id,
-            params=row.params,
-            request_id=row.request_id,
-            max_attempts=row.max_attempts,
-        )
+        return Claim.of(row, version=version, attempt=attempt)
 
     def _spawn(self, claim: Claim) -> None:
-        task = asyncio.create_task(self._run_spawned(claim), name=f"task-{claim.task_id}")
+        self._track(asyncio.create_task(self._run_spawned(claim), name=f"task-{claim.task_id}"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        # The loop keeps only weak references to tasks: hold them until done.
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
+
+    def _run_soon(self, task_ids: list[uuid.UUID]) -> None:
+        """Start just-scheduled tasks (webhook deliveries) now if slots are free, else leave them
+        to the sweeper."""
+        for task_id in task_ids:
+            if not self.try_reserve():
+                return
+            self._track(asyncio.create_task(self.run_scheduled(task_id=task_id)))
 
     @shielded
     async def _run_spawned(self, claim: Claim) -> None:
@@ -245,6 +249,7 @@ class TaskRunner:
             request_id=claim.request_id,
         ):
             log.info("task_started")
+            started = time.perf_counter()
             try:
                 result = await self._run_handler(ctx, claim)
             except asyncio.CancelledError:
@@ -253,12 +258,16 @@ class TaskRunner:
             except Exception as exc:
                 log.exception("attempt_failed", transient=is_transient(exc))
                 # Recorded, so handled: only a failure to record reaches the shield.
-                await self._record_failure(claim, exc)
+                await self._record_failure(claim, exc, _elapsed_ms(started))
                 return
-            succeeded = NewEvent(
-                EventType.TASK_SUCCEEDED, {"attempt": claim.attempt, "result": result}
+            await self._record(
+                claim,
+                [
+                    success_event(
+                        attempt=claim.attempt, result=result, duration_ms=_elapsed_ms(started)
+                    )
+                ],
             )
-            await self._record(claim, [succeeded])
             log.info("task_succeeded")
 
     async def _run_handler(self, ctx: TaskContext, claim: Claim) -> dict[str, Any]:
@@ -288,16 +297,24 @@ class TaskRunner:
             except Exception:
                 log.exception("lease_renewal_failed")
 
-    async def _record_failure(self, claim: Claim, exc: Exception) -> None:
+    def _policy_for(self, kind: str) -> RetryPolicy:
+        return self.policies.get(kind, self.policy)
+
+    async def _record_failure(self, claim: Claim, exc: Exception, duration_ms: float) -> None:
         transient = is_transient(exc)
-        delay = self.policy.backoff(claim.attempt) if transient else 0.0
-        events = self._failure_events(
+        retry_after = getattr(exc, "retry_after", None)
+        delay = self._policy_for(claim.kind).delay(claim.attempt, retry_after) if transient else 0.0
+        details: dict[str, Any] = {"duration_ms": round(duration_ms, 3)}
+        if isinstance(getattr(exc, "status_code", None), int):
+            details["status_code"] = exc.status_code  # type: ignore[attr-defined]
+        events = failure_events(
             attempt=claim.attempt,
-            max_attempts=claim.max_attempts if transient else claim.attempt,
+            max_attempts=claim.max_attempts,
             error_type=type(exc).__name__,
             error=str(exc)[:500],
             transient=transient,
             delay=delay,
+            details=details,
         )
         await self._record(claim, events)
         if events[-1].type is EventType.RETRY_SCHEDULED:
@@ -307,7 +324,7 @@ class TaskRunner:
 
     async def _record_cancelled(self, claim: Claim) -> None:
         """Hand an attempt cut by shutdown back for a retry now, not after its lease expires."""
-        events = self._failure_events(
+        events = failure_events(
             attempt=claim.attempt,
             max_attempts=claim.max_attempts,
             error_type="Cancelled",
@@ -321,38 +338,44 @@ class TaskRunner:
             )
             log.warning("task_interrupted")
 
-    def _failure_events(
-        self,
-        *,
-        attempt: int,
-        max_attempts: int,
-        error_type: str,
-        error: str,
-        transient: bool,
-        delay: float,
-    ) -> list[NewEvent]:
-        failed = NewEvent(
-            EventType.ATTEMPT_FAILED,
-            {"attempt": attempt, "error_type": error_type, "error": error, "transient": transient},
-        )
-        if transient and attempt < max_attempts:
-            due = failed.at + timedelta(seconds=delay)
-            retry = {
-                "attempt": attempt,
-                "due_at": due.isoformat(),
-                "delay_seconds": delay,
-                "reason": error_type,
-            }
-            return [failed, NewEvent(EventType.RETRY_SCHEDULED, retry, at=failed.at)]
-        final = {"attempt": attempt, "error_type": error_type, "error": error}
-        return [failed, NewEvent(EventType.TASK_FAILED, final, at=failed.at)]
-
     async def _record(self, claim: Claim, events: list[NewEvent]) -> None:
         try:
             async with session_scope(self.sessions) as session:
-                await append_events(
-                    session, claim.task_id, expected_version=claim.version, events=events
-                )
+                deliveries = await self._append_outcome(session, claim, events)
         except ConcurrencyConflict:
             # Our lease expired and another attempt took over: its outcome wins.
             log.warning("attempt_superseded")
+            return
+        self._run_soon(deliveries)
+
+    async def _append_outcome(
+        self, session: AsyncSession, claim: Claim, events: list[NewEvent]
+    ) -> list[uuid.UUID]:
+        """Append an attempt's outcome; a final one with a webhook URL enqueues its delivery
+        in the same transaction. Returns the deliveries enqueued."""
+        await append_events(
+            session,
+            claim.task_id,
+            expected_version=claim.version,
+            events=events,
+            owner_id=claim.parent_id,
+        )
+        final = events[-1]
+        if claim.webhook_url is None or final.type not in TERMINAL_EVENTS:
+            return []
+        succeeded = final.type is EventType.TASK_SUCCEEDED
+        delivery_id, scheduled = schedule_delivery(
+            claim,
+            status="succeeded" if succeeded else "failed",
+            outcome={"result": final.payload["result"]}
+            if succeeded
+            else {"error": f"{final.payload['error_type']}: {final.payload['error']}"},
+            max_attempts=self._policy_for(WEBHOOK_KIND).max_attempts,
+            at=final.at,
+        )
+        await start_stream(session, delivery_id, scheduled)
+        return [delivery_id]
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

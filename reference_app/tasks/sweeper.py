@@ -52,8 +52,7 @@ class Sweeper:
             await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
         except TimeoutError:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # unlike awaiting it, keeps a cancel aimed at us
         self._task = None
 
     async def sweep_once(self) -> int:
@@ -71,6 +70,9 @@ class Sweeper:
             except Exception:
                 log.exception("sweep_failed")
             # A full batch suggests more is due: the runner wakes us when a slot frees.
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            # that arrives as the event fires.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from reference_app.api.deps import CurrentUser, IdempotencyKey, RunnerDep, SettingsDep, require_json
+from reference_app.api.routes.tasks import task_view
 from reference_app.api.schemas import (
     ImportContactsIn,
     JobRequest,
@@ -23,6 +26,7 @@ from reference_app.db.engine import session_scope
 from reference_app.db.models import Task
 from reference_app.tasks.runner import TaskRunner
 from reference_app.tasks.scheduling import Accepted, IdempotencyMismatch, Submission, submit_task
+from reference_app.webhooks.ssrf import UnsafeURL, check_url
 
 __all__ = ["router"]
 
@@ -37,27 +41,50 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _accept(
-    request: Request,
-    *,
-    kind: str,
-    body: JobRequest,
-    params: dict[str, Any],
-    user: Principal,
-    settings: Settings,
-    idempotency_key: str | None,
-    inline: bool = False,
-) -> Accepted:
+def _checked_webhook_url(url: str | None, settings: Settings) -> str | None:
+    """The submission-time SSRF check: a 422 that says what is wrong with the URL."""
+    if url is None:
+        return None
+    try:
+        return check_url(url, settings.webhook_allow_list)
+    except UnsafeURL as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "unsafe_url",
+                    "loc": ("body", "webhook_url"),
+                    "msg": f"webhook_url is not allowed: {exc}",
+                    "input": url,
+                }
+            ]
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What an endpoint asks for, before it is committed."""
+
+    kind: str
+    body: JobRequest
+    params: dict[str, Any]
+    user: Principal
+    settings: Settings
+    idempotency_key: str | None
+
+
+async def _accept(request: Request, job: _Job, *, run_by_request: bool) -> Accepted:
+    settings, user = job.settings, job.user
     submission = Submission(
         org_id=user.org_id,
         user_id=user.user_id,
-        kind=kind,
-        params=params,
-        webhook_url=body.webhook(),
-        idempotency_key=idempotency_key,
+        kind=job.kind,
+        params=job.params,
+        webhook_url=_checked_webhook_url(job.body.webhook_url, settings),
+        idempotency_key=job.idempotency_key,
         request_id=request.state.request_id,
-        # The request runs an inline task; the sweeper takes over only if the request dies.
-        not_before=utcnow() + timedelta(seconds=settings.lease_seconds) if inline else None,
+        # A task this request will run is not due for the sweeper unless the request
+        # dies first (a crash between commit and run): then it waits out one lease.
+        not_before=utcnow() + timedelta(seconds=settings.lease_seconds) if run_by_request else None,
     )
     try:
         return await submit_task(
@@ -73,17 +100,30 @@ async def _accept(
         ) from None
 
 
-def _respond_accepted(
+async def _accept_for_background(
     request: Request,
     response: Response,
-    accepted: Accepted,
     background_tasks: BackgroundTasks,
     runner: TaskRunner,
+    job: _Job,
 ) -> TaskAccepted:
-    # Only ids cross into the task; it opens its own session. Without a free
-    # slot the task stays scheduled in the database and the sweeper runs it.
-    if accepted.created and runner.try_reserve():
+    """Commit the task, then hand its id to BackgroundTasks if a slot is free.
+
+    The slot is taken first, so the task is committed knowing who runs it:
+    this request, or (with every slot busy) the sweeper, which sees it due at once.
+    """
+    reserved = runner.try_reserve()
+    try:
+        accepted = await _accept(request, job, run_by_request=reserved)
+    except BaseException:
+        if reserved:
+            runner.release()
+        raise
+    if reserved and accepted.created:
+        # Only the id crosses into the task; it opens its own session.
         background_tasks.add_task(runner.run_scheduled, task_id=accepted.task_id)
+    elif reserved:
+        runner.release()  # an idempotent replay: the task already has a runner
     status_url = str(request.url_for("get_task", task_id=str(accepted.task_id)))
     response.headers["Location"] = status_url
     return TaskAccepted(task_id=accepted.task_id, status=accepted.status, status_url=status_url)
@@ -101,16 +141,20 @@ async def import_contacts(
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Import a contacts file in the background."""
-    accepted = await _accept(
+    return await _accept_for_background(
         request,
-        kind="import_contacts",
-        body=body,
-        params={"file_id": body.file_id},
-        user=user,
-        settings=settings,
-        idempotency_key=idempotency_key,
+        response,
+        background_tasks,
+        runner,
+        _Job(
+            kind="import_contacts",
+            body=body,
+            params={"file_id": body.file_id},
+            user=user,
+            settings=settings,
+            idempotency_key=idempotency_key,
+        ),
     )
-    return _respond_accepted(request, response, accepted, background_tasks, runner)
 
 
 @router.post(
@@ -127,16 +171,20 @@ async def send_notification(
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Send a notification email in the background."""
-    accepted = await _accept(
+    return await _accept_for_background(
         request,
-        kind="send_notification",
-        body=body,
-        params={"email": str(body.email), "message": body.message},
-        user=user,
-        settings=settings,
-        idempotency_key=idempotency_key,
+        response,
+        background_tasks,
+        runner,
+        _Job(
+            kind="send_notification",
+            body=body,
+            params={"email": str(body.email), "message": body.message},
+            user=user,
+            settings=settings,
+            idempotency_key=idempotency_key,
+        ),
     )
-    return _respond_accepted(request, response, accepted, background_tasks, runner)
 
 
 @router.post(
@@ -163,18 +211,17 @@ async def process_data(
     ),
 ) -> TaskAccepted | TaskView:
     """Process data: the same unit of work in the background or inline, for comparison."""
-    accepted = await _accept(
-        request,
+    job = _Job(
         kind="process_data",
         body=body,
         params={"data": body.data, "io_ms": body.io_ms, "cpu_ms": body.cpu_ms},
         user=user,
         settings=settings,
         idempotency_key=idempotency_key,
-        inline=mode == "inline",
     )
     if mode == "background":
-        return _respond_accepted(request, response, accepted, background_tasks, runner)
+        return await _accept_for_background(request, response, background_tasks, runner, job)
+    accepted = await _accept(request, job, run_by_request=True)
     if accepted.created:
         await runner.run_inline(accepted.task_id)
     response.status_code = 200
@@ -184,5 +231,5 @@ async def process_data(
 async def _load_view(request: Request, task_id: uuid.UUID) -> TaskView:
     async with session_scope(request.app.state.sessions) as session:
         task = await session.get(Task, task_id)
-    assert task is not None, "an accepted task has a projection row"
-    return TaskView.model_validate(task)
+        assert task is not None, "an accepted task has a projection row"
+        return await task_view(session, task)

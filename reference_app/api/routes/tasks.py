@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.api.deps import CurrentUser, SessionDep
-from reference_app.api.schemas import EventView, TaskView
+from reference_app.api.schemas import DeliveryStatus, EventView, TaskView, WebhookView
 from reference_app.db.models import Task, TaskEvent
 
-__all__ = ["router"]
+__all__ = ["router", "task_view"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -30,9 +31,29 @@ def _parse_id(task_id: str) -> uuid.UUID:
 
 async def _owned_task(session: SessionDep, user: CurrentUser, task_id: str) -> Task:
     task = await session.get(Task, _parse_id(task_id))
-    if task is None or task.org_id != user.org_id:
+    # A webhook delivery is part of its parent task, not a task of the API.
+    if task is None or task.org_id != user.org_id or task.parent_id is not None:
         raise HTTPException(status_code=404, detail=_NOT_FOUND)
     return task
+
+
+_DELIVERY_STATUS: dict[str, DeliveryStatus] = {"succeeded": "delivered", "failed": "failed"}
+
+
+async def task_view(session: AsyncSession, task: Task) -> TaskView:
+    """The task's projection, with its webhook delivery's state if it has one."""
+    view = TaskView.model_validate(task)
+    delivery = await session.scalar(select(Task).where(Task.parent_id == task.id))
+    if delivery is not None:
+        view.webhook = WebhookView(
+            delivery_id=delivery.id,
+            status=_DELIVERY_STATUS.get(delivery.status, "pending"),
+            attempts=delivery.attempts,
+            last_error=delivery.last_error,
+            next_attempt_at=delivery.run_after,
+            finished_at=delivery.finished_at,
+        )
+    return view
 
 
 @router.get(
@@ -43,7 +64,7 @@ async def _owned_task(session: SessionDep, user: CurrentUser, task_id: str) -> T
 )
 async def get_task(task_id: TaskIdPath, user: CurrentUser, session: SessionDep) -> TaskView:
     """The task's current status, derived from its events."""
-    return TaskView.model_validate(await _owned_task(session, user, task_id))
+    return await task_view(session, await _owned_task(session, user, task_id))
 
 
 @router.get(

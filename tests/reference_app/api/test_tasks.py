@@ -13,6 +13,7 @@ from tests.conftest import AUTH_B, wait_for_status
 
 TASK_FIELDS = {
     "task_id",
+    "webhook",
     "kind",
     "status",
     "version",
@@ -60,6 +61,7 @@ async def test_a_task_shows_its_projection_fields(client: httpx.AsyncClient) -> 
     assert task["result"]["keys"] == 1
     assert task["last_error"] is None
     assert task["run_after"] is None
+    assert task["webhook"] is None  # no webhook_url, no delivery
     created, started, finished = (
         _when(task[k]) for k in ("created_at", "started_at", "finished_at")
     )

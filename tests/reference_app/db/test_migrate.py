@@ -20,7 +20,7 @@ from reference_app.db.migrate import alembic_config, upgrade_database
 from reference_app.db.models import Base, Contact
 from tests.conftest import TEST_POSTGRES_URL
 
-TABLES = {"alembic_version", "contacts", "task_events", "tasks"}
+TABLES = {"alembic_version", "contacts", "gone_webhook_urls", "task_events", "tasks"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

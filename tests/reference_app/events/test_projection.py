@@ -105,6 +105,7 @@ def test_task_scheduled_sets_every_column_of_a_fresh_row() -> None:
         "run_after": at(0),
         "lease_owner": None,
         "lease_expires_at": None,
+        "parent_id": None,
     }
     # With the id, that is every column of the table.
     assert set(row) | {"id"} == set(COLUMNS)

@@ -1,0 +1,204 @@
+"""Webhook delivery: the signed message, and the task body that sends it.
+
+A delivery is a task of its own (kind ``webhook_delivery``) whose stream is
+started in the transaction that ends the parent task. So it has its own
+version sequence, and it gets the runner's claims, leases, durable retries
+and sweeper recovery for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from reference_app.core.clock import utcnow
+from reference_app.core.logging import get_logger
+from reference_app.db.engine import session_scope
+from reference_app.db.models import GoneWebhookURL
+from reference_app.db.statements import insert_or_ignore
+from reference_app.events.lifecycle import EventType
+from reference_app.events.store import NewEvent
+from reference_app.tasks.claim import Claim
+from reference_app.tasks.context import TaskContext
+from reference_app.tasks.errors import PermanentError, TransientError
+from reference_app.tasks.retry import parse_retry_after
+from reference_app.webhooks.signing import signature_headers
+from reference_app.webhooks.ssrf import (
+    AllowList,
+    Resolver,
+    UnsafeURL,
+    resolve_checked,
+    system_resolver,
+)
+
+__all__ = [
+    "WEBHOOK_KIND",
+    "RefusedResponse",
+    "RetryableResponse",
+    "WebhookSender",
+    "schedule_delivery",
+    "url_hash",
+]
+
+log = get_logger(__name__)
+
+WEBHOOK_KIND = "webhook_delivery"
+_RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+class RetryableResponse(TransientError):
+    """The receiver answered 408, 429 or 5xx: retry, after its ``Retry-After`` if it sent one."""
+
+    def __init__(self, status_code: int, retry_after: float | None) -> None:
+        super().__init__(f"receiver answered {status_code}")
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class RefusedResponse(PermanentError):
+    """The receiver answered with a status no retry will change (4xx, or a 3xx we do not follow)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def schedule_delivery(
+    parent: Claim, *, status: str, outcome: dict[str, Any], max_attempts: int, at: datetime
+) -> tuple[uuid.UUID, NewEvent]:
+    """The first event of a delivery's own stream, reporting ``parent``'s end.
+
+    The body is fixed here, so every attempt sends the same bytes under the
+    same ``webhook-id`` and a receiver can de-duplicate retries.
+    """
+    assert parent.webhook_url is not None
+    delivery_id = uuid.uuid4()
+    event_type = f"task.{status}"
+    body = {
+        "type": event_type,
+        "timestamp": at.isoformat(),
+        "data": {"task_id": str(parent.task_id), "kind": parent.kind, "status": status, **outcome},
+    }
+    scheduled = NewEvent(
+        EventType.TASK_SCHEDULED,
+        {
+            "kind": WEBHOOK_KIND,
+            "org_id": parent.org_id,
+            "user_id": parent.user_id,
+            "parent_id": str(parent.task_id),
+            "request_id": parent.request_id,
+            "max_attempts": max_attempts,
+            "params": {
+                "url": parent.webhook_url,
+                "webhook_id": f"msg_{delivery_id.hex}",
+                "event_type": event_type,
+                "body": json.dumps(body, separators=(",", ":"), sort_keys=True),
+            },
+        },
+        at=at,
+    )
+    return delivery_id, scheduled
+
+
+class WebhookSender:
+    """Sends deliveries through the app's shared client, signed, to a checked address."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        secrets: Sequence[SecretStr],
+        allow: AllowList,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.client = client
+        self.secrets = list(secrets)
+        self.allow = allow
+        self.resolver = resolver
+
+    async def deliver(self, ctx: TaskContext) -> dict[str, Any]:
+        """The ``webhook_delivery`` task body: one signed POST; raise to fail the attempt."""
+        url = httpx.URL(ctx.params["url"])
+        if await self._is_gone(ctx, ctx.params["url"]):
+            raise PermanentError(
+                "the receiver answered 410 Gone before; this URL gets no more deliveries"
+            )
+        try:
+            addresses = await resolve_checked(
+                url.host, url.port or _default_port(url), self.allow, self.resolver
+            )
+        except UnsafeURL as exc:
+            raise PermanentError(f"blocked by the SSRF guard: {exc}") from None
+        body = ctx.params["body"].encode()
+        headers = signature_headers(
+            self.secrets, msg_id=ctx.params["webhook_id"], timestamp=int(time.time()), body=body
+        )
+        headers.update({"content-type": "application/json", "host": _host_header(url)})
+        # Connect to the address we checked, not to whatever DNS says a moment later;
+        # keep the name for TLS (SNI and certificate checks) and the Host header.
+        pinned = url.copy_with(host=str(addresses[0]))
+        response = await self.client.post(
+            pinned, content=body, headers=headers, extensions={"sni_hostname": url.host}
+        )
+        await response.aclose()
+        return await self._classify(ctx, response)
+
+    async def _classify(self, ctx: TaskContext, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if 200 <= status < 300:
+            return {"status_code": status}
+        if status == 410:
+            await self._mark_gone(ctx, ctx.params["url"])
+            raise RefusedResponse(
+                status, "receiver answered 410 Gone; no more deliveries to this URL"
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("location", "")[:200]
+            raise RefusedResponse(
+                status, f"receiver redirected ({status} to {location!r}); not followed"
+            )
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            raise RetryableResponse(
+                status, parse_retry_after(response.headers.get("retry-after"), utcnow())
+            )
+        raise RefusedResponse(status, f"receiver refused the delivery with {status}")
+
+    async def _is_gone(self, ctx: TaskContext, url: str) -> bool:
+        async with session_scope(ctx.sessions) as session:
+            found = await session.scalar(
+                select(GoneWebhookURL.url_hash).where(
+                    GoneWebhookURL.org_id == ctx.org_id, GoneWebhookURL.url_hash == url_hash(url)
+                )
+            )
+        return found is not None
+
+    async def _mark_gone(self, ctx: TaskContext, url: str) -> None:
+        async with session_scope(ctx.sessions) as session:
+            await session.execute(
+                insert_or_ignore(session, GoneWebhookURL).values(
+                    org_id=ctx.org_id, url_hash=url_hash(url), url=url, marked_at=utcnow()
+                )
+            )
+        log.warning("webhook_url_gone", url_hash=url_hash(url)[:12])
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def _host_header(url: httpx.URL) -> str:
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return host if url.port is None else f"{host}:{url.port}"
