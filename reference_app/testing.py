@@ -1,0 +1,149 @@
+"""Run an app under a real uvicorn process on 127.0.0.1, for tests, lessons and benchmarks.
+
+``TestClient`` and httpx's ``ASGITransport`` run background tasks before they
+return the response, so they cannot show what a user of a real server sees.
+This starts one, reads its JSON log, and stops it by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LiveServer", "free_port", "live_server", "start_server"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn subprocess serving one app on 127.0.0.1."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    command: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (other lines are skipped)."""
+        records = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM (uvicorn's graceful shutdown), then SIGKILL if it has not exited in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def kill(self) -> int:
+        """SIGKILL: the process dies mid-flight, as in a crash."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        return self.process.returncode
+
+
+def start_server(
+    app: str = "reference_app.main:app",
+    *,
+    env: Mapping[str, str | None] | None = None,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    log_path: Path | None = None,
+    startup_timeout: float = 30.0,
+    cwd: Path | None = None,
+) -> LiveServer:
+    """Start ``app`` under uvicorn and return once it accepts connections.
+
+    ``env`` is added to this process's environment (a None value removes the
+    variable). The caller must stop the
+    server (``stop()`` or ``kill()``); prefer the ``live_server`` context manager.
+    """
+    port = port or free_port()
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix="live-server-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=_environment(env or {}),
+            cwd=cwd,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", port, process, log_path, command)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return server
+        time.sleep(0.05)
+    server.kill()
+    raise TimeoutError(f"uvicorn did not listen on {port} within {startup_timeout}s")
+
+
+def _environment(changes: Mapping[str, str | None]) -> dict[str, str]:
+    environment = {**os.environ}
+    for name, value in changes.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
+@contextlib.contextmanager
+def live_server(app: str = "reference_app.main:app", **options: Any) -> Iterator[LiveServer]:
+    """``start_server`` as a context manager that always stops the process."""
+    server = start_server(app, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
