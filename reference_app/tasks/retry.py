@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
@@ -43,12 +43,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone accepts "²"
         return float(value)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a date without a zone is not one
-        return None
+    if when.tzinfo is None:  # the asctime form has no zone; RFC 9110 dates are all GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())

@@ -136,25 +136,36 @@ class WebhookSender:
             raise PermanentError(
                 "the receiver answered 410 Gone before; this URL gets no more deliveries"
             )
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, as DNS, TLS and Host need it
+        port = url.port or _default_port(url)
         try:
-            addresses = await resolve_checked(
-                url.host, url.port or _default_port(url), self.allow, self.resolver
-            )
+            addresses = await resolve_checked(host, port, self.allow, self.resolver)
         except UnsafeURL as exc:
             raise PermanentError(f"blocked by the SSRF guard: {exc}") from None
         body = ctx.params["body"].encode()
         headers = signature_headers(
             self.secrets, msg_id=ctx.params["webhook_id"], timestamp=int(time.time()), body=body
         )
-        headers.update({"content-type": "application/json", "host": _host_header(url)})
-        # Connect to the address we checked, not to whatever DNS says a moment later;
+        headers.update({"content-type": "application/json", "host": _host_header(host, url.port)})
+        # Connect to an address we checked, not to whatever DNS says a moment later;
         # keep the name for TLS (SNI and certificate checks) and the Host header.
-        pinned = url.copy_with(host=str(addresses[0]))
-        response = await self.client.post(
-            pinned, content=body, headers=headers, extensions={"sni_hostname": url.host}
-        )
-        await response.aclose()
-        return await self._classify(ctx, response)
+        # Try the checked addresses in the resolver's order until one connects.
+        error: httpx.ConnectError | None = None
+        for address in addresses:
+            try:
+                response = await self.client.post(
+                    url.copy_with(host=str(address)),
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": host},
+                )
+            except httpx.ConnectError as exc:
+                error = exc
+                continue
+            await response.aclose()
+            return await self._classify(ctx, response)
+        assert error is not None  # resolve_checked never returns an empty list
+        raise error
 
     async def _classify(self, ctx: TaskContext, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
@@ -199,6 +210,6 @@ def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
 
 
-def _host_header(url: httpx.URL) -> str:
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return host if url.port is None else f"{host}:{url.port}"
+def _host_header(host: str, port: int | None) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    return bracketed if port is None else f"{bracketed}:{port}"

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 __all__ = [
     "AllowList",
     "IPAddress",
@@ -148,6 +150,17 @@ def _legacy_ipv4(host: str) -> str | None:
         return None
 
 
+def _ascii_host(host: str) -> str:
+    """The host as DNS and the client will see it: IDNA (UTS 46) maps full-width digits
+    and ideographic full stops to ASCII, so those spellings of an address are checked too."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UnsafeURL(f"the host name is not a valid internationalised name: {exc}") from None
+
+
 def check_url(url: str, allow: AllowList = AllowList()) -> str:
     """Check a webhook URL's form; return it, or raise UnsafeURL with the reason."""
     if len(url) > MAX_URL_LENGTH:
@@ -163,7 +176,7 @@ def check_url(url: str, allow: AllowList = AllowList()) -> str:
         raise UnsafeURL("only http and https URLs are accepted")
     if "@" in parts.netloc:
         raise UnsafeURL("the URL may not contain a user name or password")
-    host = (parts.hostname or "").lower()
+    host = _ascii_host(parts.hostname or "")
     if not host:
         raise UnsafeURL("the URL has no host")
     if port == 0:
@@ -196,7 +209,7 @@ def check_url(url: str, allow: AllowList = AllowList()) -> str:
 async def system_resolver(host: str, port: int) -> list[str]:
     """Every A and AAAA address of ``host``, from the system resolver."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # the resolver's order
 
 
 async def resolve_checked(
