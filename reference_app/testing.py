@@ -7,7 +7,9 @@ This starts one, reads its JSON log, and stops it by PID.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -95,7 +97,7 @@ def start_server(
     """
     port = port or free_port()
     if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="live-server-", suffix=".log")
+        handle, name = tempfile.mkstemp(prefix="live-server-", suffix=".log", dir=_log_dir())
         os.close(handle)
         log_path = Path(name)
     command = [
@@ -127,6 +129,14 @@ def start_server(
         time.sleep(0.05)
     server.kill()
     raise TimeoutError(f"uvicorn did not listen on {port} within {startup_timeout}s")
+
+
+@functools.cache
+def _log_dir() -> str:
+    """A folder for logs nobody asked to keep, removed when this interpreter exits."""
+    folder = tempfile.TemporaryDirectory(prefix="live-servers-")
+    atexit.register(folder.cleanup)
+    return folder.name
 
 
 def _environment(changes: Mapping[str, str | None]) -> dict[str, str]:
