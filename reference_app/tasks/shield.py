@@ -31,6 +31,9 @@ def shielded(func: Callable[P, Awaitable[None]]) -> Callable[P, Coroutine[Any, A
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("task_crashed", entry_point=func.__qualname__)
+            # The entry point's id arguments, so a crash before any context is bound
+            # (a claim that failed on a database outage) still names its task.
+            ids = {k: str(v) for k, v in kwargs.items() if k.endswith("_id")}
+            log.exception("task_crashed", entry_point=func.__qualname__, **ids)
 
     return wrapper

@@ -121,3 +121,17 @@ async def test_with_the_shield_the_next_background_task_still_runs() -> None:
     assert response.status_code == 200
     assert ran == ["second"]
     assert [e["event"] for e in logs if e["event"] == "task_crashed"] == ["task_crashed"]
+
+
+async def test_a_crash_names_the_task_from_the_entry_points_id_arguments() -> None:
+    @shielded
+    async def run(*, task_id: str, attempt: int) -> None:
+        raise RuntimeError("database gone before any context was bound")
+
+    with capture_logs() as logs:
+        await run(task_id="t-1", attempt=2)
+
+    [record] = logs
+    assert record["event"] == "task_crashed"
+    assert record["task_id"] == "t-1"
+    assert "attempt" not in record  # only *_id arguments, which are safe to log
