@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         print("schema is at head")
     else:
         count = asyncio.run(_rebuild(url))
-        print(f"rebuilt the projection of {count} tasks from the event log")
+        print(
+            f"rebuilt the projection of {count} task{'' if count == 1 else 's'} from the event log"
+        )
 
 
 if __name__ == "__main__":

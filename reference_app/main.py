@@ -18,6 +18,7 @@ from reference_app.core.logging import configure_logging, get_logger
 from reference_app.core.request_id import RequestIdMiddleware
 from reference_app.db.engine import create_engine, create_session_factory
 from reference_app.db.migrate import upgrade_database
+from reference_app.db.writer import Writer
 from reference_app.tasks.context import Handler
 from reference_app.tasks.handlers import HANDLERS
 from reference_app.tasks.retry import RetryPolicy
@@ -50,6 +51,7 @@ def create_app(
         if settings.should_migrate_on_startup:
             await upgrade_database(engine)
         sessions = create_session_factory(engine)
+        writer = Writer(sessions, group_commit=settings.is_sqlite)
         # spawn, not fork: forking a process that runs an event loop and holds sockets is unsafe.
         cpu_pool = ProcessPoolExecutor(
             settings.cpu_workers, mp_context=multiprocessing.get_context("spawn")
@@ -86,9 +88,11 @@ def create_app(
             capacity=settings.max_concurrent_tasks,
             lease_seconds=settings.lease_seconds,
             cpu_pool=cpu_pool,
+            writer=writer,
         )
         sweeper = Sweeper(runner, interval=settings.sweep_interval_seconds)
         app.state.http_client = http_client
+        app.state.writer = writer
         app.state.engine, app.state.sessions, app.state.runner, app.state.sweeper = (
             engine,
             sessions,
@@ -108,6 +112,7 @@ def create_app(
             await sweeper.stop()
             await runner.drain(settings.shutdown_grace_seconds)
             await http_client.aclose()  # after the tasks that use it have drained
+            await writer.close()
             cpu_pool.shutdown(wait=False, cancel_futures=True)
             await engine.dispose()
             log.info("app_stopped")

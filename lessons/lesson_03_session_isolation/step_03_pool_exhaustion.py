@@ -1,6 +1,6 @@
 """Step 3 (anti-pattern under load): a task holds its session across a slow call.
 
-Run with a tiny pool (one connection on SQLite, 1 + 1 overflow on PostgreSQL):
+Run with a tiny pool (one connection, on SQLite and on PostgreSQL):
 APP_DB_POOL_SIZE=1 .venv/bin/uvicorn lessons.lesson_03_session_isolation.step_03_pool_exhaustion:app
 """
 

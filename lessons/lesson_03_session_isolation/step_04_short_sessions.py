@@ -1,6 +1,6 @@
 """Step 4 (the fix under load): hold a connection only while talking to the database.
 
-Run with a tiny pool (one connection on SQLite, 1 + 1 overflow on PostgreSQL):
+Run with a tiny pool (one connection, on SQLite and on PostgreSQL):
 APP_DB_POOL_SIZE=1 .venv/bin/uvicorn lessons.lesson_03_session_isolation.step_04_short_sessions:app
 """
 

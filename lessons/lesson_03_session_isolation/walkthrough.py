@@ -18,6 +18,7 @@
 # %%
 import atexit
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -54,13 +55,18 @@ def wait_for(check: Callable[[], Any], seconds: float = 15.0) -> Any:
     raise TimeoutError("the server never got there")
 
 
+def first_error(trace: str) -> str:
+    """The first ``package.Error: message`` line of a traceback: the original failure."""
+    return next((line for line in trace.splitlines() if re.match(r"[A-Za-z_][\w.]*: ", line)), "")
+
+
 def records(server: LiveServer, *events: str) -> list[dict[str, Any]]:
-    """The log lines with these events, a traceback shortened to its last line."""
+    """The log lines with these events, a traceback shortened to its original error."""
     found = []
     for record in server.logs():
         if record["event"].startswith(events):
             if "exception" in record:
-                record = {**record, "exception": record["exception"].splitlines()[-1]}
+                record = {**record, "exception": first_error(record["exception"])}
             found.append(record)
     return found
 

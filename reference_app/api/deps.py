@@ -1,4 +1,8 @@
-"""Dependencies, as ``Annotated`` aliases so routes read like prose."""
+"""Dependencies, as ``Annotated`` aliases so routes read like prose.
+
+They are ``async def`` although none of them awaits: FastAPI runs a plain ``def``
+dependency in the threadpool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def get_settings_from_app(request: Request) -> Settings:
+async def get_settings_from_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -45,7 +49,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_runner(request: Request) -> TaskRunner:
+async def get_runner(request: Request) -> TaskRunner:
     runner: TaskRunner = request.app.state.runner
     return runner
 
@@ -53,7 +57,7 @@ def get_runner(request: Request) -> TaskRunner:
 RunnerDep = Annotated[TaskRunner, Depends(get_runner)]
 
 
-def get_current_user(
+async def get_current_user(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -73,7 +77,7 @@ def get_current_user(
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON."""
     message = Message()
     message["content-type"] = request.headers.get("content-type", "")

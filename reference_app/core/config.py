@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # None: apply migrations on startup for SQLite, leave PostgreSQL to `migrate`.
     migrate_on_startup: bool | None = None
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
 
     max_concurrent_tasks: int = Field(default=32, ge=1)
     sweep_interval_seconds: float = Field(default=2.0, gt=0)

@@ -111,6 +111,7 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic"):
         named = logging.getLogger(name)
         named.handlers.clear()
+        named.setLevel(logging.NOTSET)  # uvicorn sets INFO; APP_LOG_LEVEL decides
         named.propagate = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 

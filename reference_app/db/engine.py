@@ -35,11 +35,14 @@ def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngin
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True, **kwargs)
+        # No pre-ping: a file database does not drop connections, and a ping is a round trip.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, **kwargs)
         _tune_sqlite(engine)
         return engine
+    # No overflow: an overflow connection is closed when it is returned, so under load
+    # the app would open and close PostgreSQL backends all the time.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+        url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, **kwargs
     )
 
 

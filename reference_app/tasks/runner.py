@@ -21,6 +21,7 @@ from reference_app.core.clock import utcnow
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
+from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType, TaskStatus
 from reference_app.events.store import (
     ConcurrencyConflict,
@@ -58,8 +59,11 @@ class TaskRunner:
         cpu_pool: Executor,
         owner: str | None = None,
         policies: Mapping[str, RetryPolicy] | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.sessions = sessions
+        # Claims and outcomes go through the writer: group-committed on SQLite.
+        self.writer = writer or Writer(sessions, group_commit=False)
         self.handlers = handlers
         self.policy = policy
         # Per-kind policies (webhook deliveries back off over hours); ``policy`` for the rest.
@@ -183,12 +187,14 @@ class TaskRunner:
     # Claiming ---------------------------------------------------------------
 
     async def _claim_scheduled(self, task_id: uuid.UUID) -> Claim | None:
+        async def claim(session: AsyncSession) -> Claim | None:
+            row = await session.get(Task, task_id)
+            if row is None or row.status != TaskStatus.SCHEDULED.value:
+                return None
+            return await self._start(session, row)
+
         try:
-            async with session_scope(self.sessions) as session:
-                row = await session.get(Task, task_id)
-                if row is None or row.status != TaskStatus.SCHEDULED.value:
-                    return None
-                return await self._start(session, row)
+            return await self.writer.run(claim)
         except ConcurrencyConflict:
             return None  # the sweeper got there first
 
@@ -340,8 +346,9 @@ class TaskRunner:
 
     async def _record(self, claim: Claim, events: list[NewEvent]) -> None:
         try:
-            async with session_scope(self.sessions) as session:
-                deliveries = await self._append_outcome(session, claim, events)
+            deliveries = await self.writer.run(
+                lambda session: self._append_outcome(session, claim, events)
+            )
         except ConcurrencyConflict:
             # Our lease expired and another attempt took over: its outcome wins.
             log.warning("attempt_superseded")

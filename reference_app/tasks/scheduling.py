@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
+from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent, start_stream
 
@@ -49,12 +50,10 @@ class Accepted:
     created: bool
 
 
-async def submit_task(
-    sessions: SessionFactory, submission: Submission, *, max_attempts: int
-) -> Accepted:
+async def submit_task(writer: Writer, submission: Submission, *, max_attempts: int) -> Accepted:
     """Commit the task's ``task_scheduled`` (or find the task an idempotency key already made)."""
     if submission.idempotency_key is not None:
-        existing = await _find_by_key(sessions, submission)
+        existing = await _find_by_key(writer.sessions, submission)
         if existing is not None:
             return existing
     task_id = uuid.uuid4()
@@ -74,13 +73,12 @@ async def submit_task(
         },
     )
     try:
-        async with session_scope(sessions) as session:
-            await start_stream(session, task_id, scheduled)
+        await writer.run(lambda session: start_stream(session, task_id, scheduled))
     except IntegrityError:
         # Another request with the same key committed between our look-up and insert.
         if submission.idempotency_key is None:
             raise
-        existing = await _find_by_key(sessions, submission)
+        existing = await _find_by_key(writer.sessions, submission)
         if existing is None:
             raise
         return existing

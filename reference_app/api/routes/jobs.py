@@ -88,7 +88,7 @@ async def _accept(request: Request, job: _Job, *, run_by_request: bool) -> Accep
     )
     try:
         return await submit_task(
-            request.app.state.sessions, submission, max_attempts=settings.task_max_attempts
+            request.app.state.writer, submission, max_attempts=settings.task_max_attempts
         )
     except IdempotencyMismatch:
         raise HTTPException(

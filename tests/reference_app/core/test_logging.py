@@ -263,3 +263,16 @@ async def test_a_request_and_its_failing_task_never_log_the_api_key(
     assert f"calling out with Bearer {REDACTED}" in events
     (failed,) = [line for line in task_lines if line["event"] == "attempt_failed"]
     assert "ValueError: upstream refused Bearer [REDACTED] and [REDACTED]" in failed["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_configured_level_also_governs_uvicorns_loggers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # as uvicorn's own config does
+    configure_logging(level="WARNING", fmt="json")
+
+    logging.getLogger("uvicorn.error").info("Waiting for application shutdown.")
+    logging.getLogger("uvicorn.error").warning("something to see")
+
+    assert [line["event"] for line in json_lines(capsys.readouterr().err)] == ["something to see"]

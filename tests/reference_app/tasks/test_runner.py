@@ -20,6 +20,7 @@ from reference_app.core.clock import utcnow
 from reference_app.core.config import Settings
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task, TaskEvent
+from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent, append_events
 from reference_app.main import create_app
@@ -192,7 +193,7 @@ async def schedule(sessions: SessionFactory) -> uuid.UUID:
     submission = Submission(
         org_id="org-a", user_id="alice", kind="process_data", params=JOB, request_id="req-1"
     )
-    accepted = await submit_task(sessions, submission, max_attempts=3)
+    accepted = await submit_task(Writer(sessions, group_commit=False), submission, max_attempts=3)
     return accepted.task_id
 
 

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from reference_app.core.clock import utcnow
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
+from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent, append_events
 from reference_app.tasks.context import TaskContext
@@ -75,7 +76,9 @@ async def running(sessions: SessionFactory, handler: Recorder) -> AsyncIterator[
 
 async def schedule(sessions: SessionFactory) -> uuid.UUID:
     submission = Submission(org_id="org-a", user_id="alice", kind="process_data", params={})
-    return (await submit_task(sessions, submission, max_attempts=3)).task_id
+    return (
+        await submit_task(Writer(sessions, group_commit=False), submission, max_attempts=3)
+    ).task_id
 
 
 async def start_attempt(

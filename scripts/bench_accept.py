@@ -1,0 +1,685 @@
+"""Measure the durable accept path of the reference app under a real uvicorn, per database.
+
+    .venv/bin/python scripts/bench_accept.py [--database sqlite|postgres|both]
+        [--seconds N] [--connections N] [--json PATH]
+
+For each database it starts ``uvicorn reference_app.main:app`` (one worker,
+access log off, on a free 127.0.0.1 port) against a fresh database, warms it
+up, and runs, each for ``--seconds``:
+
+  c  GET /health alone at C connections: the baseline, run first on an idle server;
+  a  durable accept: C connections POST /process-data (background, io_ms=0) back
+     to back, while a separate probe sends GET /health every 20 ms;
+  b  health under background work: POSTs at a fixed rate that schedule I/O-bound
+     work, CPU-bound work, and a backlog over the concurrency cap, with the probe.
+
+After each task-producing run it waits for the backlog to drain and reads the
+event log: how many tasks had finished when the load stopped, and how long the
+rest took. This is a measurement, not a gate: it exits 0 unless the server
+failed to start or the run crashed. It is the interim tool of issue 2; the
+Locust suite under benchmarks/ supersedes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _loadgen import LoadResult, RequestSpec, Stream, run_load, uvloop_available
+
+# sqlalchemy, asyncpg and reference_app are imported inside the functions that use them:
+# the spawned load workers re-import this module and need none of them.
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+AUTH = ("Authorization", "Bearer demo-key-org-a")
+PROBE_INTERVAL_MS = 20
+SERVER_START_SECONDS = 60.0
+SERVER_STOP_SECONDS = 30.0
+GRACEFUL_SHUTDOWN_SECONDS = 10
+DRAIN_POLL_SECONDS = 0.5
+
+HEALTH = RequestSpec("GET", "/health")
+
+
+def process_data(*, io_ms: int, cpu_ms: int = 0) -> RequestSpec:
+    body = b'{"data": {"n": %%d}, "io_ms": %d, "cpu_ms": %d}' % (io_ms, cpu_ms)
+    return RequestSpec("POST", "/process-data?mode=background", (AUTH,), body)
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundRun:
+    key: str
+    label: str
+    io_ms: int
+    cpu_ms: int
+
+
+BACKGROUND_RUNS = (
+    BackgroundRun("io_bound", "b1 I/O-bound work", io_ms=300, cpu_ms=0),
+    BackgroundRun("cpu_bound", "b2 CPU-bound work", io_ms=0, cpu_ms=50),
+    BackgroundRun("backlog", "b3 backlog over the cap", io_ms=2000, cpu_ms=0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    seconds: float
+    connections: int
+    rate: float
+    workers: int
+    warmup: float
+    drain_timeout: float
+    accept_io_ms: int = 0
+
+
+class ServerFailed(RuntimeError):
+    """The app under test did not start."""
+
+
+# Databases ---------------------------------------------------------------------
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without APP_* variables, so the app runs on its defaults."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+    """The URL of an empty database: a temp SQLite file, or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'app.db'}"  # migrated by the app on startup
+        return
+    from sqlalchemy.engine import make_url
+
+    server = make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    name = f"bench_accept_{uuid.uuid4().hex[:12]}"
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    asyncio.run(_postgres_admin(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        url = server.set(database=name).render_as_string(hide_password=False)
+        migrate = subprocess.run(
+            [sys.executable, "-m", "reference_app", "--database-url", url, "migrate"],
+            timeout=120,
+            env=_clean_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrate exited with {migrate.returncode}:\n{migrate.stderr}")
+        yield url
+    finally:
+        asyncio.run(_postgres_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _postgres_admin(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+class TaskLog:
+    """Read-only queries on the database under test, on a loop of its own."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._runner = asyncio.Runner()
+        self._engine: Any = None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._runner.run(self._engine.dispose())
+        self._runner.close()
+
+    def _run(self, query: Any) -> list[Any]:
+        async def execute() -> list[Any]:
+            from sqlalchemy.ext.asyncio import create_async_engine
+            from sqlalchemy.pool import NullPool
+
+            if self._engine is None:
+                self._engine = create_async_engine(self._url, poolclass=NullPool)
+            async with self._engine.connect() as connection:
+                return list((await connection.execute(query)).all())
+
+        return self._runner.run(execute())
+
+    def postgres_sessions(self) -> int | None:
+        """Connections ever opened to this PostgreSQL database (one of them this query's)."""
+        if not self._url.startswith("postgresql"):
+            return None
+        from sqlalchemy import text
+
+        query = text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(self._run(query)[0][0])
+
+    def unfinished(self) -> int:
+        from sqlalchemy import func, select
+
+        from reference_app.db.models import Task
+
+        query = select(func.count()).where(Task.status.not_in(["succeeded", "failed"]))
+        return int(self._run(query)[0][0])
+
+    def statuses_since(self, start: datetime) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from reference_app.db.models import Task
+
+        query = (
+            select(Task.status, func.count()).where(Task.created_at >= start).group_by(Task.status)
+        )
+        return {status: int(count) for status, count in self._run(query)}
+
+    def finished_between(self, start: datetime, stop: datetime) -> int:
+        """Tasks accepted since ``start`` whose terminal event is dated at or before ``stop``."""
+        from sqlalchemy import func, select
+
+        from reference_app.db.models import Task, TaskEvent
+
+        query = (
+            select(func.count())
+            .select_from(TaskEvent)
+            .join(Task, Task.id == TaskEvent.task_id)
+            .where(
+                TaskEvent.stream_id == TaskEvent.task_id,
+                TaskEvent.type.in_(["task_succeeded", "task_failed"]),
+                Task.created_at >= start,
+                TaskEvent.at <= stop,
+            )
+        )
+        return int(self._run(query)[0][0])
+
+    def wait_for_drain(self, timeout: float) -> tuple[float | None, int]:
+        """Seconds until no task is unfinished (None on timeout), and how many are left."""
+        started = time.monotonic()
+        while (left := self.unfinished()) and time.monotonic() - started < timeout:
+            time.sleep(DRAIN_POLL_SECONDS)
+        return (None if left else time.monotonic() - started), left
+
+
+# The server --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    port: int
+    pid: int
+    command: list[str]
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running_server(url: str, workdir: Path) -> Iterator[Server]:
+    """uvicorn with one worker on a free 127.0.0.1 port; stopped by PID on the way out."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "reference_app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_SECONDS),
+    ]
+    env = _clean_env() | {
+        "APP_DATABASE_URL": url,
+        "APP_LOG_FORMAT": "json",
+        "APP_LOG_LEVEL": "WARNING",
+    }
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while not _healthy(port):
+            if process.poll() is not None:
+                raise ServerFailed(f"uvicorn exited with {process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise ServerFailed(
+                    f"no answer on /health after {SERVER_START_SECONDS:.0f} s:\n{_tail(log_path)}"
+                )
+            time.sleep(0.1)
+        yield Server(port, process.pid, command, log_path)
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=SERVER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"uvicorn (pid {process.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def server_log_summary(path: Path) -> dict[str, int]:
+    """Counts of the server's log lines at warning and above, by level and event."""
+    counts: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            counts["unparsed_line"] += 1
+            continue
+        if isinstance(entry, dict) and entry.get("level") in {"warning", "error", "critical"}:
+            counts[f"{entry['level']}:{entry.get('event')}"] += 1
+    return dict(counts)
+
+
+# Scenarios -----------------------------------------------------------------------
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _closed_loop(name: str, request: RequestSpec, connections: int, workers: int) -> list[Stream]:
+    return [Stream(name, request, n) for n in _split(connections, workers) if n]
+
+
+def _probe() -> tuple[Stream, ...]:
+    # In a process of its own, so a busy load worker cannot delay its timing.
+    return (Stream("probe", HEALTH, 1, rate=1000 / PROBE_INTERVAL_MS, from_intended=False),)
+
+
+def _measure(
+    server: Server, log: TaskLog, workers: list[tuple[Stream, ...]], seconds: float
+) -> tuple[LoadResult, dict[str, Any]]:
+    """Run the load; return what the workers recorded and what the run cost."""
+    sessions_before = log.postgres_sessions()
+    result = run_load(server.port, workers, duration=seconds, watch_pid=server.pid)
+    sessions_after = log.postgres_sessions()
+    costs = _costs(result)
+    if sessions_before is not None and sessions_after is not None:
+        # Minus the one our own query opened: what the app's pool opened during the run.
+        costs["db_connections_opened"] = sessions_after - sessions_before - 1
+    return result, costs
+
+
+def _costs(result: LoadResult) -> dict[str, Any]:
+    window = result.window_seconds
+    return {
+        "loadgen_cpu_seconds": round(result.children_cpu, 2),
+        "loadgen_cpu_share": round(result.children_cpu / window, 3),
+        "loadgen_cpu_share_in_window": round(result.workers_cpu_in_window / window, 3),
+        "server_cpu_share": (
+            None
+            if result.watched_cpu is None
+            else round(result.watched_cpu / result.wall_seconds, 3)
+        ),
+    }
+
+
+def _tasks_after(log: TaskLog, start: datetime, stop: datetime, plan: Plan) -> dict[str, Any]:
+    drain, left = log.wait_for_drain(plan.drain_timeout)
+    statuses = log.statuses_since(start)
+    return {
+        "accepted_in_db": sum(statuses.values()),
+        "finished_at_stop": log.finished_between(start, stop),
+        "drain_seconds_after_stop": None if drain is None else round(drain, 1),
+        "unfinished_after_drain_timeout": left,
+        "statuses_after_drain": statuses,
+    }
+
+
+def _window(result: LoadResult) -> tuple[datetime, datetime]:
+    """The load window on the wall clock, to compare with the event log's timestamps."""
+    start = datetime.fromtimestamp(result.started_at, UTC)
+    return start, start + timedelta(seconds=result.window_seconds)
+
+
+def health_baseline(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
+    streams = _closed_loop("health", HEALTH, plan.connections, plan.workers)
+    result, costs = _measure(server, log, [(s,) for s in streams], plan.seconds)
+    return {
+        "duration_s": plan.seconds,
+        "connections": plan.connections,
+        "health": result.samples["health"].summary(plan.seconds),
+        **costs,
+    }
+
+
+def durable_accept(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
+    post = process_data(io_ms=plan.accept_io_ms)
+    streams = _closed_loop("post", post, plan.connections, plan.workers)
+    result, costs = _measure(server, log, [(s,) for s in streams] + [_probe()], plan.seconds)
+    posts, probe = result.samples["post"], result.samples["probe"]
+    latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
+    ratio = (
+        round(latency["p95_ms"] / health["p95_ms"], 2)
+        if latency["p95_ms"] and health["p95_ms"]
+        else None
+    )
+    return {
+        "duration_s": plan.seconds,
+        "connections": plan.connections,
+        "io_ms": plan.accept_io_ms,
+        "accepted": posts.count(202),
+        # 202s completed inside the window, so in-flight stragglers do not inflate the rate.
+        "accepted_per_s": round(posts.count(202, completed_within=plan.seconds) / plan.seconds, 1),
+        "non_202_statuses": {k: v for k, v in latency["statuses"].items() if k != "202"},
+        "post": latency,
+        "probe": health,
+        "post_p95_over_health_p95": ratio,
+        "tasks": _tasks_after(log, *_window(result), plan),
+        **costs,
+    }
+
+
+def background_work(server: Server, log: TaskLog, plan: Plan, run: BackgroundRun) -> dict[str, Any]:
+    # Ten sends a second per connection: room for responses up to 100 ms before sends queue.
+    connections = max(2, math.ceil(plan.rate / 10))
+    post = Stream("post", process_data(io_ms=run.io_ms, cpu_ms=run.cpu_ms), connections, plan.rate)
+    result, costs = _measure(server, log, [(post,), _probe()], plan.seconds)
+    posts = result.samples["post"]
+    return {
+        "duration_s": plan.seconds,
+        "rate_per_s": plan.rate,
+        "connections": connections,
+        "io_ms": run.io_ms,
+        "cpu_ms": run.cpu_ms,
+        "accepted": posts.count(202),
+        "post_from_intended_start": posts.summary(plan.seconds),
+        "probe": result.samples["probe"].summary(plan.seconds),
+        "tasks": _tasks_after(log, *_window(result), plan),
+        **costs,
+    }
+
+
+def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-accept-") as tmp,
+        fresh_database(kind, Path(tmp)) as url,
+        running_server(url, Path(tmp)) as server,
+    ):
+        log = TaskLog(url)
+        try:
+            _say(kind, f"server pid {server.pid} on 127.0.0.1:{server.port}; warming up")
+            warm = _closed_loop("post", process_data(io_ms=0), plan.connections, plan.workers)
+            run_load(server.port, [(s,) for s in warm], duration=plan.warmup)
+            log.wait_for_drain(plan.drain_timeout)
+            scenarios: dict[str, Any] = {}
+            _say(kind, "c  GET /health alone")
+            scenarios["health_baseline"] = health_baseline(server, log, plan)
+            _say(kind, "a  durable accept")
+            scenarios["accept"] = durable_accept(server, log, plan)
+            for run in BACKGROUND_RUNS:
+                _say(kind, run.label)
+                scenarios[run.key] = background_work(server, log, plan, run)
+            baseline = scenarios["health_baseline"]["health"]["p95_ms"]
+            post = scenarios["accept"]["post"]["p95_ms"]
+            scenarios["accept"]["post_p95_over_baseline_health_p95"] = (
+                round(post / baseline, 2) if post and baseline else None
+            )
+        finally:
+            log.close()
+        from sqlalchemy.engine import make_url
+
+        return {
+            "database_url": make_url(url).render_as_string(hide_password=True),
+            "server_command": server.command,
+            "server_log_warnings": server_log_summary(server.log_path),
+            "scenarios": scenarios,
+        }
+
+
+def _say(kind: str, message: str) -> None:
+    print(f"[{kind}] {message}", file=sys.stderr, flush=True)
+
+
+# Report --------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str:
+    s = result["scenarios"]
+    title = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
+    out = [
+        f"== {title}: {result['database_url']}",
+        f"   uvicorn, 1 worker, access log OFF, APP_LOG_LEVEL=WARNING, loop={meta['server_loop']};"
+        f" {meta['seconds']:g} s per run; max_concurrent_tasks={meta['max_concurrent_tasks']}",
+        "",
+        f"{'scenario':<38}{'load':>10}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}"
+        f" | {'health p50':>10}{'p95':>7}{'p99':>7} | {'gen CPU':>7}{'srv CPU':>8}",
+    ]
+
+    def row(label: str, load: str, rate: float, lat: dict[str, Any], probe: Any, r: Any) -> str:
+        health = (
+            f"{_f(probe['p50_ms'], 2):>10}{_f(probe['p95_ms'], 2):>7}{_f(probe['p99_ms'], 2):>7}"
+            if probe
+            else f"{'':>24}"
+        )
+        return (
+            f"{label:<38}{load:>10}{_f(rate):>9}{_f(lat['p50_ms'], 2):>8}"
+            f"{_f(lat['p95_ms'], 2):>8}{_f(lat['p99_ms'], 2):>8} | {health} |"
+            f"{_f(r['loadgen_cpu_share'], 2):>7}{_f(r['server_cpu_share'], 2):>8}"
+        )
+
+    c, a = s["health_baseline"], s["accept"]
+    conns = f"{c['connections']} conn"
+    out.append(row("c  GET /health alone", conns, c["health"]["per_second"], c["health"], None, c))
+    out.append(
+        row(
+            f"a  POST accept (202/s), io_ms={a['io_ms']}",
+            conns,
+            a["accepted_per_s"],
+            a["post"],
+            a["probe"],
+            a,
+        )
+    )
+    for run in BACKGROUND_RUNS:
+        b = s[run.key]
+        label = f"{run.label} ({b['io_ms']}/{b['cpu_ms']} ms)"
+        rate = b["post_from_intended_start"]["per_second"]
+        out.append(
+            row(label, f"{b['rate_per_s']:g}/s", rate, b["post_from_intended_start"], b["probe"], b)
+        )
+    out += [
+        "",
+        "Latencies in ms. Rows b time each POST from its intended send time (fixed arrival rate).",
+        "CPU in cores: gen = load generator processes (start-up included), srv = uvicorn process.",
+        "",
+        "req/s: c = responses, a = 202s completed in the window, b = POSTs sent.",
+        f"a: POST p95 / health-probe p95 in the same window ="
+        f" {_f(a['post_p95_over_health_p95'], 2)}; / run c's p95 ="
+        f" {_f(a['post_p95_over_baseline_health_p95'], 2)}",
+        f"Unexpected statuses and client errors, all runs: {_anomalies(s) or 'none'}",
+        "",
+        f"{'tasks':<38}{'202s':>8}{'in db':>8}{'done@stop':>11}{'drain s':>9}"
+        "  statuses after drain",
+    ]
+    for key, label in [
+        ("accept", "a  durable accept"),
+        *((r.key, r.label) for r in BACKGROUND_RUNS),
+    ]:
+        t = s[key]["tasks"]
+        drain = t["drain_seconds_after_stop"]
+        out.append(
+            f"{label:<38}{s[key]['accepted']:>8}{t['accepted_in_db']:>8}{t['finished_at_stop']:>11}"
+            f"{(_f(drain) if drain is not None else 'timeout'):>9}  {t['statuses_after_drain']}"
+        )
+    opened = {k: v["db_connections_opened"] for k, v in s.items() if "db_connections_opened" in v}
+    if opened:
+        out += ["", f"database connections the app opened during each run: {opened}"]
+    if result["server_log_warnings"]:
+        out += ["", f"server warnings: {result['server_log_warnings']}"]
+    return "\n".join(out)
+
+
+def _git_revision() -> str | None:
+    """The commit under test, with ``+dirty`` when reference_app/ has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=True
+        )
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "reference_app"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.decode().strip() + ("+dirty" if changes.stdout.strip() else "")
+
+
+def _anomalies(scenarios: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, scenario in scenarios.items():
+        for name in ("post", "post_from_intended_start", "probe", "health"):
+            if name not in scenario:
+                continue
+            expected = "202" if name.startswith("post") else "200"
+            odd = {k: v for k, v in scenario[name]["statuses"].items() if k != expected}
+            if odd or scenario[name]["errors"]:
+                found[f"{key}.{name}"] = {**odd, **scenario[name]["errors"]}
+    return found
+
+
+def _metadata(plan: Plan) -> dict[str, Any]:
+    from reference_app.core.config import Settings
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "revision": _git_revision(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "seconds": plan.seconds,
+        "connections": plan.connections,
+        "rate_per_s": plan.rate,
+        "loadgen_workers": plan.workers,
+        "warmup_s": plan.warmup,
+        "probe_interval_ms": PROBE_INTERVAL_MS,
+        "access_log": False,
+        "server_loop": "uvloop" if uvloop_available() else "asyncio",
+        "loadgen_loop": "uvloop" if uvloop_available() else "asyncio",
+        "max_concurrent_tasks": Settings.model_fields["max_concurrent_tasks"].default,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument("--connections", type=int, default=50, help="C, for runs a and c")
+    parser.add_argument("--rate", type=float, default=100.0, help="POSTs per second in runs b")
+    parser.add_argument("--workers", type=int, default=1, help="load generator processes")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up (default: min(3, N))")
+    parser.add_argument("--drain-timeout", type=float, default=180.0, help="max wait per drain")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument(
+        "--accept-io-ms",
+        type=int,
+        default=0,
+        help="io_ms of the tasks in run a (0: every task also runs at once, in the same process)",
+    )
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.connections < 1 or args.rate <= 0 or args.workers < 1:
+        parser.error("--seconds, --connections, --rate and --workers must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = Plan(
+        seconds=args.seconds,
+        connections=args.connections,
+        rate=args.rate,
+        workers=args.workers,
+        warmup=min(3.0, args.seconds) if args.warmup is None else args.warmup,
+        drain_timeout=args.drain_timeout,
+        accept_io_ms=args.accept_io_ms,
+    )
+    meta = _metadata(plan)
+    cap = meta["max_concurrent_tasks"]
+    if plan.rate * 2 <= cap:
+        print(f"note: --rate {plan.rate:g} does not exceed the cap ({cap}) / 2 s", file=sys.stderr)
+    report: dict[str, Any] = {"meta": meta, "databases": {}}
+    kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    exit_code = 0
+    for kind in kinds:
+        try:
+            result = bench_database(kind, plan)
+        except Exception as exc:
+            traceback.print_exc()
+            report["databases"][kind] = {"error": f"{type(exc).__name__}: {exc}"}
+            exit_code = 1
+            continue
+        report["databases"][kind] = result
+        print(format_table(kind, result, meta), end="\n\n", flush=True)
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(
+        f"revision {meta['revision']}; {meta['cpu_count']} CPUs; load average at start"
+        f" {meta['loadavg_start']}, at end {meta['loadavg_end']}"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
