@@ -74,9 +74,11 @@ class TaskRunner:
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._in_flight = 0
         self._spawned: set[asyncio.Task[None]] = set()
-        # Set when work was left waiting for a slot; a freed slot then calls on_slot_freed.
+        # Set when work was left waiting for a slot; a freed slot then calls on_work_due.
         self._backlog = False
-        self.on_slot_freed: Callable[[], None] | None = None
+        # The sweeper's wake-up: called when a slot frees with work waiting, and when a
+        # retry this process scheduled comes due (instead of waiting for the next sweep).
+        self.on_work_due: Callable[[], None] | None = None
 
     # Capacity -------------------------------------------------------------
 
@@ -94,8 +96,8 @@ class TaskRunner:
 
     def release(self) -> None:
         self._in_flight -= 1
-        if self._backlog and self.on_slot_freed is not None:
-            self.on_slot_freed()
+        if self._backlog and self.on_work_due is not None:
+            self.on_work_due()
 
     # Entry points -----------------------------------------------------------
 
@@ -262,7 +264,12 @@ class TaskRunner:
                 await self._record_cancelled(claim)
                 raise
             except Exception as exc:
-                log.exception("attempt_failed", transient=is_transient(exc))
+                if is_transient(exc):  # expected now and then: one line, no traceback
+                    log.warning(
+                        "attempt_failed", transient=True, error=f"{type(exc).__name__}: {exc}"
+                    )
+                else:
+                    log.exception("attempt_failed", transient=False)
                 # Recorded, so handled: only a failure to record reaches the shield.
                 await self._record_failure(claim, exc, _elapsed_ms(started))
                 return
@@ -325,6 +332,8 @@ class TaskRunner:
         await self._record(claim, events)
         if events[-1].type is EventType.RETRY_SCHEDULED:
             log.warning("retry_scheduled", delay_seconds=round(delay, 3), reason=type(exc).__name__)
+            if self.on_work_due is not None:
+                asyncio.get_running_loop().call_later(delay, self.on_work_due)
         else:
             log.error("task_failed", reason=type(exc).__name__)
 

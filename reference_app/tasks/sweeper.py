@@ -28,7 +28,7 @@ class Sweeper:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        runner.on_slot_freed = self.wake
+        runner.on_work_due = self.wake
 
     def start(self) -> None:
         # Keep the reference: the loop only holds weak references to tasks.

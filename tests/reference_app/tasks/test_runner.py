@@ -186,6 +186,40 @@ async def test_a_permanent_error_fails_at_once_after_one_attempt(
     assert task["last_error"] == f"{type(error).__name__}: {error}"
 
 
+async def test_a_transient_failure_logs_one_warning_and_a_permanent_one_its_traceback(
+    database_url: str,
+) -> None:
+    settings = make_settings(database_url, task_max_attempts=2)
+
+    # create_app configures structlog, so logs are captured inside each app's life.
+    async with serving(settings, {"process_data": Attempts(failures=1)}) as client:
+        with capture_logs() as first:
+            await wait_for_status(client, await post_job(client), "succeeded", seconds=WAIT)
+    async with serving(
+        settings, {"process_data": Attempts(failures=9, error=ValueError("bad"))}
+    ) as client:
+        with capture_logs() as second:
+            await wait_for_status(client, await post_job(client), "failed", seconds=WAIT)
+
+    (transient,) = [e for e in first if e["event"] == "attempt_failed"]
+    (permanent,) = [e for e in second if e["event"] == "attempt_failed"]
+    assert (transient["log_level"], transient["transient"]) == ("warning", True)
+    assert "exc_info" not in transient  # an expected blip is one line, not a traceback
+    assert (permanent["log_level"], permanent["transient"]) == ("error", False)
+    assert permanent["exc_info"] is True
+
+
+async def test_a_retry_runs_when_due_not_at_the_next_sweep(database_url: str) -> None:
+    # A sweep interval far longer than the wait we allow: only the due-time wake-up can do it.
+    settings = make_settings(database_url, task_max_attempts=2, sweep_interval_seconds=120)
+
+    async with serving(settings, {"process_data": Attempts(failures=1)}) as client:
+        task_id = await post_job(client)
+        task = await wait_for_status(client, task_id, "succeeded", "failed", seconds=20)
+
+    assert (task["status"], task["attempts"]) == ("succeeded", 2)
+
+
 # Leases and cancellation, driven directly --------------------------------------------
 
 
