@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-dev
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint typecheck pytest lock clean
+.PHONY: install run test lint typecheck pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
 test: lint typecheck pytest ## lint, types and the whole test suite (both databases)
+
+# The benchmark matrix, headless: results/local/<timestamp>/. BENCH_QUICK=1 for a short run,
+# BENCH_DATABASE_URL=postgresql+asyncpg://... for PostgreSQL. Exits non-zero if a gate fails.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
 
 # Re-resolve the newest versions allowed by pyproject.toml and pin them.
 lock:

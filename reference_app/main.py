@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -100,6 +101,10 @@ def create_app(
             sweeper,
         )
         sweeper.start()
+        # Startup leaves ~100k long-lived objects; a full collection over them froze the
+        # event loop for 40-70 ms under load. Freeze them out of every later collection.
+        gc.collect()
+        gc.freeze()
         log.info(
             "app_started",
             database=engine.url.render_as_string(hide_password=True),
