@@ -40,6 +40,15 @@ test: lint typecheck pytest ## lint, types and the whole test suite (both databa
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# An exercise's checks against your file: make check EX=03 (the list: exercises/README.md).
+# EXERCISE_TARGET=solution runs them against the reference solution, a path against your own file.
+.PHONY: check
+check: $(STAMP)
+	@test -n "$(EX)" -a -n "$(wildcard exercises/ex$(EX)_*/test_checks.py)" || \
+		{ echo "usage: make check EX=01 (01..08, see exercises/README.md)"; exit 2; }
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest $(dir $(wildcard exercises/ex$(EX)_*/test_checks.py)) \
+		-p pytest_asyncio.plugin -p pytest_timeout -p no:cacheprovider
+
 # Re-resolve the newest versions allowed by pyproject.toml and pin them.
 lock:
 	rm -rf .lock-venv

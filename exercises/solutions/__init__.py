@@ -1,0 +1,1 @@
+"""Reference solutions. Try the exercise first: `make check EX=NN` tells you what is missing."""
