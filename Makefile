@@ -6,6 +6,8 @@ PIP_VERSION := 26.3
 STAMP  := $(VENV)/.installed-dev
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Test workers (pytest-xdist). Two fit the 2-core CI machine; the suite's live servers count too.
+WORKERS ?= 2
 
 .PHONY: install run test lint typecheck pytest bench lock clean
 
@@ -31,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest -n $(WORKERS) --cov --cov-report=term
 
 test: lint typecheck pytest ## lint, types and the whole test suite (both databases)
 
