@@ -52,7 +52,9 @@ def create_app(
         if settings.should_migrate_on_startup:
             await upgrade_database(engine)
         sessions = create_session_factory(engine)
-        writer = Writer(sessions, group_commit=settings.is_sqlite)
+        # Group commit on both backends: a commit per accepted task is what capped the
+        # accept rate, on SQLite (one writer) and on PostgreSQL (a pooled connection each).
+        writer = Writer(sessions, group_commit=True)
         # spawn, not fork: forking a process that runs an event loop and holds sockets is unsafe.
         cpu_pool = ProcessPoolExecutor(
             settings.cpu_workers, mp_context=multiprocessing.get_context("spawn")

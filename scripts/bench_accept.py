@@ -91,6 +91,8 @@ class Plan:
     warmup: float
     drain_timeout: float
     accept_io_ms: int = 0
+    # Which runs: "c" (health alone), "a" (durable accept), "b" (background work).
+    only: frozenset[str] = frozenset("cab")
 
 
 class ServerFailed(RuntimeError):
@@ -455,18 +457,21 @@ def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
             run_load(server.port, [(s,) for s in warm], duration=plan.warmup)
             log.wait_for_drain(plan.drain_timeout)
             scenarios: dict[str, Any] = {}
-            _say(kind, "c  GET /health alone")
-            scenarios["health_baseline"] = health_baseline(server, log, plan)
-            _say(kind, "a  durable accept")
-            scenarios["accept"] = durable_accept(server, log, plan)
-            for run in BACKGROUND_RUNS:
+            if "c" in plan.only:
+                _say(kind, "c  GET /health alone")
+                scenarios["health_baseline"] = health_baseline(server, log, plan)
+            if "a" in plan.only:
+                _say(kind, "a  durable accept")
+                scenarios["accept"] = durable_accept(server, log, plan)
+            for run in BACKGROUND_RUNS if "b" in plan.only else ():
                 _say(kind, run.label)
                 scenarios[run.key] = background_work(server, log, plan, run)
-            baseline = scenarios["health_baseline"]["health"]["p95_ms"]
-            post = scenarios["accept"]["post"]["p95_ms"]
-            scenarios["accept"]["post_p95_over_baseline_health_p95"] = (
-                round(post / baseline, 2) if post and baseline else None
-            )
+            if {"a", "c"} <= plan.only:
+                baseline = scenarios["health_baseline"]["health"]["p95_ms"]
+                post = scenarios["accept"]["post"]["p95_ms"]
+                scenarios["accept"]["post_p95_over_baseline_health_p95"] = (
+                    round(post / baseline, 2) if post and baseline else None
+                )
         finally:
             log.close()
         from sqlalchemy.engine import make_url
@@ -514,20 +519,25 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
             f"{_f(r['loadgen_cpu_share'], 2):>7}{_f(r['server_cpu_share'], 2):>8}"
         )
 
-    c, a = s["health_baseline"], s["accept"]
-    conns = f"{c['connections']} conn"
-    out.append(row("c  GET /health alone", conns, c["health"]["per_second"], c["health"], None, c))
-    out.append(
-        row(
-            f"a  POST accept (202/s), io_ms={a['io_ms']}",
-            conns,
-            a["accepted_per_s"],
-            a["post"],
-            a["probe"],
-            a,
+    conns = f"{meta['connections']} conn"
+    if c := s.get("health_baseline"):
+        out.append(
+            row("c  GET /health alone", conns, c["health"]["per_second"], c["health"], None, c)
         )
-    )
+    if a := s.get("accept"):
+        out.append(
+            row(
+                f"a  POST accept (202/s), io_ms={a['io_ms']}",
+                conns,
+                a["accepted_per_s"],
+                a["post"],
+                a["probe"],
+                a,
+            )
+        )
     for run in BACKGROUND_RUNS:
+        if run.key not in s:
+            continue
         b = s[run.key]
         label = f"{run.label} ({b['io_ms']}/{b['cpu_ms']} ms)"
         rate = b["post_from_intended_start"]["per_second"]
@@ -541,8 +551,8 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
         "",
         "req/s: c = responses, a = 202s completed in the window, b = POSTs sent.",
         f"a: POST p95 / health-probe p95 in the same window ="
-        f" {_f(a['post_p95_over_health_p95'], 2)}; / run c's p95 ="
-        f" {_f(a['post_p95_over_baseline_health_p95'], 2)}",
+        f" {_f(a['post_p95_over_health_p95'], 2) if a else '-'}; / run c's p95 ="
+        f" {_f(a.get('post_p95_over_baseline_health_p95'), 2) if a else '-'}",
         f"Unexpected statuses and client errors, all runs: {_anomalies(s) or 'none'}",
         "",
         f"{'tasks':<38}{'202s':>8}{'in db':>8}{'done@stop':>11}{'drain s':>9}"
@@ -552,6 +562,8 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
         ("accept", "a  durable accept"),
         *((r.key, r.label) for r in BACKGROUND_RUNS),
     ]:
+        if key not in s:
+            continue
         t = s[key]["tasks"]
         drain = t["drain_seconds_after_stop"]
         out.append(
@@ -637,9 +649,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="io_ms of the tasks in run a (0: every task also runs at once, in the same process)",
     )
+    parser.add_argument(
+        "--only",
+        default="cab",
+        help="the runs to do, in their order: any of c (health alone), a (accept), b (background)",
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.connections < 1 or args.rate <= 0 or args.workers < 1:
         parser.error("--seconds, --connections, --rate and --workers must be positive")
+    if not args.only or set(args.only) - set("cab"):
+        parser.error("--only takes letters from 'cab'")
     return args
 
 
@@ -653,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=min(3.0, args.seconds) if args.warmup is None else args.warmup,
         drain_timeout=args.drain_timeout,
         accept_io_ms=args.accept_io_ms,
+        only=frozenset(args.only),
     )
     meta = _metadata(plan)
     cap = meta["max_concurrent_tasks"]

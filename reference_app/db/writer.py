@@ -1,36 +1,61 @@
-"""Short write transactions, group-committed on SQLite.
+"""Short write transactions, group-committed.
 
-SQLite has one writer at a time and every commit is a round trip through
-aiosqlite's thread, so a commit per request caps an app at a few hundred
-durable writes a second. The group committer runs the write units that
-concurrent coroutines submit in one transaction and resolves each caller
-only after that transaction commits: every caller still gets "committed
-before I answer", at a fraction of the commits. If a unit fails, the batch is
-rolled back and each unit is run again on its own, so only the failing
-caller sees the error.
+Every commit is a round trip (through aiosqlite's thread on SQLite, over the
+network on PostgreSQL), so a transaction per request caps an app at a few
+hundred durable writes a second. The group committer runs the write units that
+concurrent coroutines submit in one transaction and resolves each caller only
+after that transaction commits: every caller still gets "committed before I
+answer", at a fraction of the commits.
 
-On PostgreSQL, concurrent transactions on pooled connections already scale,
-so each unit simply gets its own transaction.
+Two kinds of unit share a batch:
+
+- ``run(unit)``: a coroutine function of a session, run as it is;
+- ``run_batched(unit, item)``: a coroutine function of a session and a list of
+  items. All items submitted for the same ``unit`` in one batch go to a single
+  call, so it can write them with one multi-row statement per table.
+
+If a batch fails, it is rolled back and each unit is run again in its own
+transaction, so only the failing caller sees its error. A database outage is
+the exception to that: every caller of the batch gets the outage error at once,
+instead of N more attempts at a database that is not there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reference_app.core.errors import is_database_outage
 from reference_app.db.engine import SessionFactory, session_scope
 
-__all__ = ["Writer"]
+__all__ = ["BatchUnit", "Unit", "Writer"]
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 Unit = Callable[[AsyncSession], Awaitable[T]]
+BatchUnit = Callable[[AsyncSession, Sequence[I]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Entry:
+    unit: Callable[..., Awaitable[Any]]
+    item: Any
+    batched: bool
+    future: asyncio.Future[Any]
+
+    async def run_alone(self, session: AsyncSession) -> Any:
+        if self.batched:
+            return await self.unit(session, [self.item])
+        return await self.unit(session)
 
 
 class Writer:
-    """Runs a write unit (a coroutine function of a session) in a committed transaction."""
+    """Runs write units in committed transactions, several units to a transaction."""
 
     def __init__(
         self, sessions: SessionFactory, *, group_commit: bool, max_batch: int = 200
@@ -38,7 +63,7 @@ class Writer:
         self.sessions = sessions
         self.group_commit = group_commit
         self.max_batch = max_batch
-        self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -48,12 +73,17 @@ class Writer:
         if not self.group_commit:
             async with session_scope(self.sessions) as session:
                 return await unit(session)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((unit, future))
-        self._wake.set()
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._commit_loop(), name="group-commit")
-        return await future
+        result: T = await self._submit(_Entry(unit, None, False, self._future()))
+        return result
+
+    async def run_batched(self, unit: BatchUnit[I], item: I) -> None:
+        """Have ``unit`` write ``item``, with the other items for ``unit`` in the same batch;
+        return once they are committed."""
+        if not self.group_commit:
+            async with session_scope(self.sessions) as session:
+                await unit(session, [item])
+            return
+        await self._submit(_Entry(unit, item, True, self._future()))
 
     async def close(self) -> None:
         """Finish what is queued, then stop the commit loop."""
@@ -63,6 +93,20 @@ class Writer:
         self._wake.set()
         await self._loop_task
         self._loop_task = None
+
+    @staticmethod
+    def _future() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    def _submit(self, entry: _Entry) -> asyncio.Future[Any]:
+        self._pending.append(entry)
+        self._wake.set()
+        if self._loop_task is None or self._loop_task.done():
+            # A context of its own: not the log context of the request that happened to start it.
+            self._loop_task = asyncio.create_task(
+                self._commit_loop(), name="group-commit", context=contextvars.Context()
+            )
+        return entry.future
 
     async def _commit_loop(self) -> None:
         while True:
@@ -75,31 +119,52 @@ class Writer:
             if self._closing:
                 return
 
-    async def _commit(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[_Entry]) -> None:
         try:
             async with session_scope(self.sessions) as session:
-                results = [await unit(session) for unit, _ in batch]
-        except Exception:
+                results = await _run_batch(session, batch)
+        except Exception as exc:
+            if is_database_outage(exc):
+                _fail(batch, exc)
+                return
             # Rolled back: give every unit its own transaction, so only the guilty one fails.
-            for unit, future in batch:
-                await self._commit_alone(unit, future)
+            for entry in batch:
+                await self._commit_alone(entry)
             return
         except BaseException as exc:  # cancelled mid-batch: nothing committed, tell everyone
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             raise
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for entry, result in zip(batch, results, strict=True):
+            if not entry.future.done():
+                entry.future.set_result(result)
 
-    async def _commit_alone(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
+    async def _commit_alone(self, entry: _Entry) -> None:
         try:
             async with session_scope(self.sessions) as session:
-                result = await unit(session)
+                result = await entry.run_alone(session)
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            if not entry.future.done():
+                entry.future.set_exception(exc)
         else:
-            if not future.done():
-                future.set_result(result)
+            if not entry.future.done():
+                entry.future.set_result(result)
+
+
+async def _run_batch(session: AsyncSession, batch: list[_Entry]) -> list[Any]:
+    """Run a batch's units in ``session``; the results in the batch's order."""
+    results: list[Any] = [None] * len(batch)
+    groups: dict[Callable[..., Awaitable[Any]], list[Any]] = {}
+    for i, entry in enumerate(batch):
+        if entry.batched:
+            groups.setdefault(entry.unit, []).append(entry.item)
+        else:
+            results[i] = await entry.unit(session)
+    for unit, items in groups.items():
+        await unit(session, items)
+    return results
+
+
+def _fail(batch: list[_Entry], exc: BaseException) -> None:
+    for entry in batch:
+        if not entry.future.done():
+            entry.future.set_exception(exc)

@@ -31,12 +31,22 @@ from reference_app.events.lifecycle import (
 )
 from reference_app.events.projection import RecordedEvent, changes_for
 
-__all__ = ["ConcurrencyConflict", "NewEvent", "append_events", "renew_lease", "start_stream"]
+__all__ = [
+    "ConcurrencyConflict",
+    "NewEvent",
+    "append_events",
+    "renew_lease",
+    "start_stream",
+    "start_streams",
+]
 
 # Core tables, not ORM entities: these statements run on every request and task,
 # and need neither the identity map nor ORM bulk-update bookkeeping.
 _tasks = cast(Table, Task.__table__)
 _events = cast(Table, TaskEvent.__table__)
+# Built once and executed with a list of rows: one multi-row INSERT however many rows.
+_insert_tasks = insert(_tasks)
+_insert_events = insert(_events)
 
 
 class ConcurrencyConflict(Exception):
@@ -79,11 +89,23 @@ async def start_stream(session: AsyncSession, task_id: uuid.UUID, scheduled: New
     A stream whose payload names a ``parent_id`` (a webhook delivery) files its
     events under that task, so they show up in the parent's event list.
     """
-    check_sequence(None, [scheduled.type])
-    changes = _merged_changes(1, [scheduled])
-    await session.execute(insert(_tasks).values(id=task_id, **changes))
-    owner_id = changes["parent_id"] or task_id
-    await session.execute(insert(_events), _rows(task_id, owner_id, 1, [scheduled]))
+    await start_streams(session, [(task_id, scheduled)])
+
+
+async def start_streams(
+    session: AsyncSession, streams: Sequence[tuple[uuid.UUID, NewEvent]]
+) -> None:
+    """``start_stream`` for many streams, with one INSERT per table for all of them."""
+    tasks: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for task_id, scheduled in streams:
+        check_sequence(None, [scheduled.type])
+        changes = _merged_changes(1, [scheduled])
+        tasks.append({"id": task_id, **changes})
+        events += _rows(task_id, changes["parent_id"] or task_id, 1, [scheduled])
+    if tasks:
+        await session.execute(_insert_tasks, tasks)
+        await session.execute(_insert_events, events)
 
 
 async def append_events(

@@ -16,7 +16,7 @@ from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
 from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType
-from reference_app.events.store import NewEvent, start_stream
+from reference_app.events.store import NewEvent, start_streams
 
 __all__ = ["Accepted", "IdempotencyMismatch", "Submission", "submit_task"]
 
@@ -73,7 +73,8 @@ async def submit_task(writer: Writer, submission: Submission, *, max_attempts: i
         },
     )
     try:
-        await writer.run(lambda session: start_stream(session, task_id, scheduled))
+        # Batched: the concurrent requests' tasks go in with one INSERT per table.
+        await writer.run_batched(start_streams, (task_id, scheduled))
     except IntegrityError:
         # Another request with the same key committed between our look-up and insert.
         if submission.idempotency_key is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from reference_app.core.logging import get_logger
 from reference_app.tasks.runner import TaskRunner
@@ -55,18 +56,25 @@ class Sweeper:
             await asyncio.wait([self._task])  # unlike awaiting it, keeps a cancel aimed at us
         self._task = None
 
-    async def sweep_once(self) -> int:
-        """One pass; returns how many attempts it started."""
-        recovered = await self.runner.recover_expired_leases()
+    async def sweep_once(self, *, recover: bool = True) -> int:
+        """One pass; returns how many attempts it started. ``recover=False`` skips the
+        look for expired leases and only claims due work."""
+        recovered = await self.runner.recover_expired_leases() if recover else 0
         started = await self.runner.claim_due()
         if recovered or started:
             log.info("sweep_finished", recovered=recovered, started=started)
         return started
 
     async def _loop(self) -> None:
+        next_recovery = 0.0
         while not self._stopping:
+            # A freed slot wakes us up to hundreds of times a second under load. Leases
+            # expire on a scale of seconds, so they are looked for once per interval.
+            recover = time.monotonic() >= next_recovery
+            if recover:
+                next_recovery = time.monotonic() + self.interval
             try:
-                await self.sweep_once()
+                await self.sweep_once(recover=recover)
             except Exception:
                 log.exception("sweep_failed")
             # A full batch suggests more is due: the runner wakes us when a slot frees.

@@ -84,3 +84,10 @@ def test_a_short_run_reports_accepted_tasks_and_only_2xx_in_the_accept_scenario(
         assert run["tasks"]["accepted_in_db"] >= run["accepted"], key
         assert run["probe"]["p99_ms"] is not None, key
         assert 0 <= run["tasks"]["finished_at_stop"] <= run["tasks"]["accepted_in_db"], key
+
+
+def test_only_refuses_runs_it_does_not_know() -> None:
+    command = [sys.executable, str(SCRIPT), "--only", "ax"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--only takes letters from 'cab'" in done.stderr

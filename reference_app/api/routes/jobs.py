@@ -5,12 +5,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+)
 from fastapi.exceptions import RequestValidationError
 
-from reference_app.api.deps import CurrentUser, IdempotencyKey, RunnerDep, SettingsDep, require_json
+from reference_app.api.deps import CurrentUser, IdempotencyKey, require_json
 from reference_app.api.routes.tasks import task_view
 from reference_app.api.schemas import (
     ImportContactsIn,
@@ -60,6 +70,18 @@ def _checked_webhook_url(url: str | None, settings: Settings) -> str | None:
         ) from None
 
 
+@lru_cache(maxsize=8)
+def _task_path_prefix(app: FastAPI) -> str:
+    marker = "0"
+    return app.url_path_for("get_task", task_id=marker)[: -len(marker)]
+
+
+def _status_url(request: Request, task_id: uuid.UUID) -> str:
+    """What ``request.url_for("get_task", ...)`` returns, without searching the routes
+    on every request: the route's path is looked up once per app."""
+    return f"{str(request.base_url).rstrip('/')}{_task_path_prefix(request.app)}{task_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     """What an endpoint asks for, before it is committed."""
@@ -68,12 +90,17 @@ class _Job:
     body: JobRequest
     params: dict[str, Any]
     user: Principal
-    settings: Settings
     idempotency_key: str | None
 
 
+# The endpoints read the settings and the runner from ``request.app.state`` rather than
+# through dependencies: FastAPI solves every dependency on every request, and on this,
+# the hottest path of the app, each one cost more than the dictionary lookup it wraps.
+
+
 async def _accept(request: Request, job: _Job, *, run_by_request: bool) -> Accepted:
-    settings, user = job.settings, job.user
+    settings: Settings = request.app.state.settings
+    user = job.user
     submission = Submission(
         org_id=user.org_id,
         user_id=user.user_id,
@@ -104,7 +131,6 @@ async def _accept_for_background(
     request: Request,
     response: Response,
     background_tasks: BackgroundTasks,
-    runner: TaskRunner,
     job: _Job,
 ) -> TaskAccepted:
     """Commit the task, then hand its id to BackgroundTasks if a slot is free.
@@ -112,6 +138,7 @@ async def _accept_for_background(
     The slot is taken first, so the task is committed knowing who runs it:
     this request, or (with every slot busy) the sweeper, which sees it due at once.
     """
+    runner: TaskRunner = request.app.state.runner
     reserved = runner.try_reserve()
     try:
         accepted = await _accept(request, job, run_by_request=reserved)
@@ -124,7 +151,7 @@ async def _accept_for_background(
         background_tasks.add_task(runner.run_scheduled, task_id=accepted.task_id)
     elif reserved:
         runner.release()  # an idempotent replay: the task already has a runner
-    status_url = str(request.url_for("get_task", task_id=str(accepted.task_id)))
+    status_url = _status_url(request, accepted.task_id)
     response.headers["Location"] = status_url
     return TaskAccepted(task_id=accepted.task_id, status=accepted.status, status_url=status_url)
 
@@ -136,8 +163,6 @@ async def import_contacts(
     response: Response,
     background_tasks: BackgroundTasks,
     user: CurrentUser,
-    settings: SettingsDep,
-    runner: RunnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Import a contacts file in the background."""
@@ -145,13 +170,11 @@ async def import_contacts(
         request,
         response,
         background_tasks,
-        runner,
         _Job(
             kind="import_contacts",
             body=body,
             params={"file_id": body.file_id},
             user=user,
-            settings=settings,
             idempotency_key=idempotency_key,
         ),
     )
@@ -166,8 +189,6 @@ async def send_notification(
     response: Response,
     background_tasks: BackgroundTasks,
     user: CurrentUser,
-    settings: SettingsDep,
-    runner: RunnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Send a notification email in the background."""
@@ -175,13 +196,11 @@ async def send_notification(
         request,
         response,
         background_tasks,
-        runner,
         _Job(
             kind="send_notification",
             body=body,
             params={"email": str(body.email), "message": body.message},
             user=user,
-            settings=settings,
             idempotency_key=idempotency_key,
         ),
     )
@@ -202,8 +221,6 @@ async def process_data(
     response: Response,
     background_tasks: BackgroundTasks,
     user: CurrentUser,
-    settings: SettingsDep,
-    runner: RunnerDep,
     idempotency_key: IdempotencyKey = None,
     mode: Literal["background", "inline"] = Query(
         default="background",
@@ -216,13 +233,13 @@ async def process_data(
         body=body,
         params={"data": body.data, "io_ms": body.io_ms, "cpu_ms": body.cpu_ms},
         user=user,
-        settings=settings,
         idempotency_key=idempotency_key,
     )
     if mode == "background":
-        return await _accept_for_background(request, response, background_tasks, runner, job)
+        return await _accept_for_background(request, response, background_tasks, job)
     accepted = await _accept(request, job, run_by_request=True)
     if accepted.created:
+        runner: TaskRunner = request.app.state.runner
         await runner.run_inline(accepted.task_id)
     response.status_code = 200
     return await _load_view(request, accepted.task_id)

@@ -2,14 +2,24 @@
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from reference_app.db.engine import SessionFactory, session_scope
+from reference_app.core.errors import is_database_outage
+from reference_app.db.engine import (
+    SessionFactory,
+    create_engine,
+    create_session_factory,
+    session_scope,
+)
 from reference_app.db.models import Contact
 from reference_app.db.writer import Writer
+from reference_app.testing import free_port
 
 
 def contact_unit(email: str):
@@ -61,8 +71,6 @@ async def test_group_commit_shares_transactions(
 ) -> None:
     commits = 0
 
-    from sqlalchemy import event
-
     def count(connection: object) -> None:
         nonlocal commits
         commits += 1
@@ -76,3 +84,94 @@ async def test_group_commit_shares_transactions(
     async with session_scope(sessions) as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 50
     assert commits < 50  # fewer commits than units: that is the point
+
+
+def contacts_unit(calls: list[int]):
+    """A batch unit: every item of the batch in one multi-row INSERT."""
+
+    async def unit(session: AsyncSession, items: Sequence[str]) -> None:
+        calls.append(len(items))
+        contacts = [
+            {"org_id": "org-a", "email": e, "name": "n", "source_task_id": uuid.uuid4()}
+            for e in items
+        ]
+        await session.execute(insert(Contact), contacts)
+
+    return unit
+
+
+@pytest.mark.parametrize("group_commit", [True, False])
+async def test_batched_items_are_written_together_and_each_caller_returns_after_commit(
+    sessions: SessionFactory, group_commit: bool
+) -> None:
+    calls: list[int] = []
+    unit = contacts_unit(calls)
+    writer = Writer(sessions, group_commit=group_commit)
+    await asyncio.gather(*(writer.run_batched(unit, f"{n}@x.test") for n in range(40)))
+    await writer.close()
+
+    assert await emails(sessions) == sorted(f"{n}@x.test" for n in range(40))
+    assert sum(calls) == 40
+    if group_commit:
+        assert len(calls) < 40  # several items to a call: one INSERT for many rows
+    else:
+        assert calls == [1] * 40
+
+
+async def test_a_conflicting_item_fails_only_its_caller_and_the_rest_of_its_batch_commits(
+    sessions: SessionFactory,
+) -> None:
+    calls: list[int] = []
+    unit = contacts_unit(calls)
+    writer = Writer(sessions, group_commit=True)
+    await writer.run_batched(unit, "taken@x.test")
+
+    outcomes = await asyncio.gather(
+        writer.run(contact_unit("single@x.test")),
+        *(writer.run_batched(unit, f"{n}@x.test") for n in range(5)),
+        writer.run_batched(unit, "taken@x.test"),  # unique (org_id, email): fails
+        *(writer.run_batched(unit, f"{n}@x.test") for n in range(5, 10)),
+        return_exceptions=True,
+    )
+    await writer.close()
+
+    assert isinstance(outcomes[6], IntegrityError)
+    assert [o for i, o in enumerate(outcomes) if i != 6] == ["single@x.test"] + [None] * 10
+    assert await emails(sessions) == sorted(
+        ["single@x.test", "taken@x.test", *(f"{n}@x.test" for n in range(10))]
+    )
+
+
+@pytest.fixture
+def dead_database_url(backend: str, tmp_path: Path) -> str:
+    """An unreachable database: a directory as SQLite file, a closed port for PostgreSQL."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}"
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"
+
+
+async def test_a_batch_while_the_database_is_down_gives_every_caller_the_outage_at_once(
+    dead_database_url: str,
+) -> None:
+    engine = create_engine(dead_database_url)
+    attempts = 0
+
+    def count(*args: object) -> None:
+        nonlocal attempts
+        attempts += 1
+
+    event.listen(engine.sync_engine, "do_connect", count)
+    writer = Writer(create_session_factory(engine), group_commit=True)
+    try:
+        outcomes = await asyncio.gather(
+            *(writer.run_batched(contacts_unit([]), f"{n}@x.test") for n in range(10)),
+            *(writer.run(contact_unit(f"single{n}@x.test")) for n in range(10)),
+            return_exceptions=True,
+        )
+        await writer.close()
+    finally:
+        await engine.dispose()
+
+    assert all(isinstance(o, Exception) and is_database_outage(o) for o in outcomes), outcomes
+    # Not one more attempt per caller: the outage fails the batch's callers together.
+    assert 1 <= attempts < len(outcomes)

@@ -48,11 +48,11 @@ class ObservedSweeper(Sweeper):
         self.finished = 0
         self.failures = failures
 
-    async def sweep_once(self) -> int:
+    async def sweep_once(self, *, recover: bool = True) -> int:
         self.passes += 1
         if self.passes <= self.failures:
             raise RuntimeError("database hiccup")
-        started = await super().sweep_once()
+        started = await super().sweep_once(recover=recover)
         self.finished += 1
         return started
 
