@@ -42,6 +42,11 @@ test: lint typecheck pytest ## lint, types and the whole test suite (both databa
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Is this laptop ready for a training session? Offline, a few seconds, installs nothing.
+doctor:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m instructors.doctor; \
+	else $(PYTHON) -m instructors.doctor; fi
+
 # An exercise's checks against your file: make check EX=03 (the list: exercises/README.md).
 # EXERCISE_TARGET=solution runs them against the reference solution, a path against your own file.
 .PHONY: check
