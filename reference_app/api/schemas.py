@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from reference_app.webhooks.ssrf import MAX_URL_LENGTH
 
@@ -20,7 +21,49 @@ __all__ = [
     "TaskAccepted",
     "TaskView",
     "WebhookView",
+    "storable_json",
+    "storable_text",
 ]
+
+
+def storable_text(text: str) -> str:
+    """Refuse text that a JSON column cannot hold on every backend.
+
+    Python's ``json`` reads ``"\\u0000"`` and a lone ``"\\ud800"`` without complaint, SQLite
+    stores them, and PostgreSQL refuses them: checked here, they are a 422 on both.
+    """
+    if "\x00" in text:
+        raise ValueError("text may not contain the NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text may not contain a lone surrogate such as \\ud800") from None
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """Refuse JSON values that a JSON column cannot hold on every backend.
+
+    Besides the text above, Python's ``json`` accepts ``NaN`` and ``Infinity``, which
+    are not JSON: a client sending them gets a 422 instead of a database error.
+    """
+    pending = [value]
+    while pending:  # a loop, not recursion: the body-size limit bounds the work, not the stack
+        item = pending.pop()
+        if isinstance(item, str):
+            storable_text(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not JSON numbers; send a finite number")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                storable_text(key)
+                pending.append(child)
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(storable_text)]
 
 
 class JobRequest(BaseModel):
@@ -29,7 +72,7 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # A plain string: the SSRF guard, not a URL type's normaliser, decides what it means.
-    webhook_url: str | None = Field(
+    webhook_url: StorableText | None = Field(
         default=None,
         max_length=MAX_URL_LENGTH,
         description="Public http(s) URL that gets a signed POST when the task ends.",
@@ -42,11 +85,13 @@ class ImportContactsIn(JobRequest):
 
 class SendNotificationIn(JobRequest):
     email: EmailStr
-    message: str = Field(min_length=1, max_length=10_000)
+    message: StorableText = Field(min_length=1, max_length=10_000)
 
 
 class ProcessDataIn(JobRequest):
-    data: dict[str, Any] = Field(min_length=1, description="Any non-empty JSON object.")
+    data: Annotated[dict[str, Any], AfterValidator(storable_json)] = Field(
+        min_length=1, description="Any non-empty JSON object."
+    )
     io_ms: int = Field(default=300, ge=0, le=5000, description="Awaited I/O time, in ms.")
     cpu_ms: int = Field(
         default=0, ge=0, le=1000, description="CPU time in the process pool, in ms."

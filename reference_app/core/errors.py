@@ -6,6 +6,8 @@ import errno
 import socket
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -34,6 +36,10 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     TimeoutError,
     socket.gaierror,
 )
+# PostgreSQL's SQLSTATE classes for a server going away or not ready: 08 connection
+# exception, 57P01-57P03 admin/crash shutdown and "the database system is starting up".
+# asyncpg's CannotConnectNowError (57P03) reaches us as a plain DBAPIError.
+_OUTAGE_SQLSTATE_PREFIXES = ("08", "57P")
 # asyncpg raises a bare OSError for some failures to connect; other OSErrors are bugs (500).
 _NETWORK_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
@@ -46,7 +52,12 @@ def is_database_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return exc.connection_invalidated or (
+        isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATE_PREFIXES)
+    )
 
 
 def database_unavailable_response() -> JSONResponse:
@@ -65,7 +76,38 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     return database_unavailable_response()
 
 
+def _printable(value: object) -> object:
+    # A lone surrogate cannot be encoded as UTF-8: show it escaped rather than fail.
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, minus the echoed ``input``.
+
+    The input may hold what JSON cannot encode (``NaN``, a lone surrogate), which would
+    turn the 422 into a 500, and a client does not need its own megabyte sent back.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            **{k: v for k, v in error.items() if k != "input"},
+            "loc": [_printable(part) for part in error["loc"]],
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+async def _on_unexpected_error(request: Request, exc: Exception) -> Response:
+    # Logged by uvicorn with the traceback; the client gets JSON like every other error.
+    return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     for exc_type in (DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(exc_type, _on_database_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

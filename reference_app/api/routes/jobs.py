@@ -43,6 +43,7 @@ __all__ = ["router"]
 router = APIRouter(dependencies=[Depends(require_json)], tags=["jobs"])
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Body could not be parsed (invalid UTF-8, or JSON nested too deep)"},
     401: {"description": "Missing or invalid API key"},
     409: {"description": "Idempotency-Key reused with a different body"},
     413: {"description": "Body over the size limit"},

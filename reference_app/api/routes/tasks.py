@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 from sqlalchemy import select
@@ -19,6 +19,11 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 TaskIdPath = Annotated[str, Path(description="The task_id from the 202 response.")]
 _NOT_FOUND = "No such task for this API key's organisation."
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key"},
+    404: {"description": _NOT_FOUND},
+    503: {"description": "Database unavailable; see Retry-After"},
+}
 
 
 def _parse_id(task_id: str) -> uuid.UUID:
@@ -60,7 +65,7 @@ async def task_view(session: AsyncSession, task: Task) -> TaskView:
     "/{task_id}",
     response_model=TaskView,
     name="get_task",
-    responses={404: {"description": _NOT_FOUND}},
+    responses=_READ_ERRORS,
 )
 async def get_task(task_id: TaskIdPath, user: CurrentUser, session: SessionDep) -> TaskView:
     """The task's current status, derived from its events."""
@@ -70,7 +75,7 @@ async def get_task(task_id: TaskIdPath, user: CurrentUser, session: SessionDep) 
 @router.get(
     "/{task_id}/events",
     response_model=list[EventView],
-    responses={404: {"description": _NOT_FOUND}},
+    responses=_READ_ERRORS,
 )
 async def get_task_events(
     task_id: TaskIdPath, user: CurrentUser, session: SessionDep

@@ -51,6 +51,18 @@ def _wrapped(cls: type[DBAPIError], *, invalidated: bool = False) -> DBAPIError:
     return cls("SELECT 1", {}, Exception("driver says no"), connection_invalidated=invalidated)
 
 
+class _DriverError(Exception):
+    """What SQLAlchemy's asyncpg adapter wraps: an error carrying PostgreSQL's SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _with_sqlstate(sqlstate: str) -> DBAPIError:
+    return DBAPIError("SELECT 1", {}, _DriverError(sqlstate))
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -63,6 +75,10 @@ def _wrapped(cls: type[DBAPIError], *, invalidated: bool = False) -> DBAPIError:
         pytest.param(TimeoutError(), id="timeout"),
         pytest.param(_wrapped(DBAPIError, invalidated=True), id="invalidated-connection"),
         pytest.param(_wrapped(ProgrammingError, invalidated=True), id="invalidated-programming"),
+        # A PostgreSQL server shutting down or starting up refuses connections with these.
+        pytest.param(_with_sqlstate("57P03"), id="cannot-connect-now"),
+        pytest.param(_with_sqlstate("57P01"), id="admin-shutdown"),
+        pytest.param(_with_sqlstate("08006"), id="connection-failure"),
     ],
 )
 def test_errors_that_mean_the_database_is_unreachable_are_outages(exc: BaseException) -> None:
@@ -75,6 +91,8 @@ def test_errors_that_mean_the_database_is_unreachable_are_outages(exc: BaseExcep
         pytest.param(_wrapped(IntegrityError), id="integrity-error"),
         pytest.param(_wrapped(ProgrammingError), id="programming-error"),
         pytest.param(_wrapped(DBAPIError), id="plain-dbapi-error"),
+        pytest.param(_with_sqlstate("23505"), id="unique-violation"),
+        pytest.param(_with_sqlstate("22P05"), id="untranslatable-character"),
         pytest.param(ValueError("bad input"), id="value-error"),
         pytest.param(KeyError("task"), id="key-error"),
         pytest.param(RuntimeError("bug"), id="runtime-error"),
@@ -83,6 +101,42 @@ def test_errors_that_mean_the_database_is_unreachable_are_outages(exc: BaseExcep
 )
 def test_bugs_and_constraint_violations_are_not_outages(exc: BaseException) -> None:
     assert not is_database_outage(exc)
+
+
+# Other errors are JSON too ---------------------------------------------------
+
+
+async def test_a_422_does_not_echo_input_that_json_cannot_encode(client: httpx.AsyncClient):
+    # NaN in a number field and a lone surrogate in the data: the error names them without
+    # sending the input back (which would fail to encode: a 500 instead of a 422).
+    response = await client.post(
+        "/process-data",
+        content=b'{"data": {"a": "\\ud800"}, "io_ms": NaN}',
+        headers={**AUTH_A, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    errors = response.json()["detail"]
+    assert {tuple(error["loc"]) for error in errors} == {("body", "data"), ("body", "io_ms")}
+    assert all("input" not in error for error in errors)
+
+
+async def test_an_unexpected_error_is_a_json_500(settings):
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        response = await client.get("/boom")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error."}
 
 
 # Helpers --------------------------------------------------------------------
