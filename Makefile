@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers (pytest-xdist). Two fit the 2-core CI machine; the suite's live servers count too.
 WORKERS ?= 2
 
-.PHONY: install run test lint typecheck pytest bench lock clean
+.PHONY: install run test lint typecheck pytest bench lock clean doctor notebooks notebooks-run figures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,23 @@ test: lint typecheck pytest ## lint, types and the whole test suite (both databa
 # BENCH_DATABASE_URL=postgresql+asyncpg://... for PostgreSQL. Exits non-zero if a gate fails.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The notebooks (notebooks/NN_*.py, jupytext py:percent paired with .ipynb) in JupyterLab on
+# 127.0.0.1; they plot the committed results/reference/ unless their RESULTS cell says otherwise.
+notebooks: $(STAMP)
+	PYTHONPATH=$(CURDIR) $(BIN)/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/notebooks
+
+# Every notebook on a fresh run (default: the newest results/local/<timestamp>): executed
+# copies in results/local/notebooks/, figures in $(RESULTS)/figures/.
+RESULTS ?= $(lastword $(sort $(wildcard results/local/2*)))
+notebooks-run: $(STAMP)
+	@test -n "$(RESULTS)" || { echo "no results/local/<timestamp>: run make bench first"; exit 2; }
+	$(BIN)/python -m benchmarks.notebooks --results $(RESULTS) --figures $(RESULTS)/figures
+
+# The README's figures, docs/figures/*.png, from the committed reference data.
+figures: $(STAMP)
+	$(BIN)/python -m benchmarks.notebooks --results results/reference --figures docs/figures
 
 # Is this laptop ready for a training session? Offline, a few seconds, installs nothing.
 doctor:

@@ -14,14 +14,21 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from benchmarks._plots import (
+    ROOT,
     BenchRun,
+    budget_break,
     durable_accept,
+    export,
+    fifo_delays_ms,
+    knee,
     ladder,
     latency_spectrum,
+    omission_gap,
     percentile_bars,
     probe_timeline,
     render_all,
     response_vs_finish,
+    results_path,
 )
 from benchmarks._samples import Sample, write_samples
 from benchmarks._stats import summarize
@@ -160,14 +167,113 @@ def test_the_spectrum_dashes_closed_loop_and_draws_open_model_solid(run: BenchRu
     }
 
 
-def test_the_ladder_marks_what_was_carried_and_where_the_budget_breaks(run: BenchRun) -> None:
+def xmark(ax: Axes, label: str) -> float:
+    line = next(line for line in ax.lines if str(line.get_label()).startswith(label))
+    return float(np.asarray(line.get_xdata(), dtype=float)[0])
+
+
+def test_the_ladder_marks_the_knee_where_the_budget_breaks_and_what_was_carried(
+    run: BenchRun,
+) -> None:
     figure = ladder(run, "sqlite/ladder")
-    latency_ax = figure.axes[0]
+    latency_ax, rate_ax = figure.axes[:2]
     p95 = next(line for line in latency_ax.lines if line.get_label() == "p95")
     assert ydata(p95) == [5.0, 8.0, 90.0, 400.0]
-    carried = next(line for line in latency_ax.lines if "carried" in str(line.get_label()))
-    assert np.asarray(carried.get_xdata(), dtype=float)[0] == 100.0
+    assert xmark(latency_ax, "knee") == 50.0  # p95 more than doubles after 50/s
+    assert xmark(latency_ax, "over budget from") == 200.0
+    assert xmark(rate_ax, "carried") == 100.0
     assert budget_lines(figure) == [200.0]
+
+
+def step(offered: float, p95: float | None) -> dict[str, Any]:
+    return {"offered": offered, "p95_ms": p95}
+
+
+def test_the_knee_is_the_last_rate_before_p95_doubles() -> None:
+    assert knee([step(50, 10.0), step(100, 19.0), step(200, 20.0), step(400, 90.0)]) == 200.0
+    assert knee([step(50, 10.0), step(100, None)]) == 50.0  # nothing answered: bent
+    assert knee([step(50, 10.0), step(100, 12.0)]) is None
+    assert knee([]) is None
+
+
+def test_the_budget_breaks_at_the_first_rate_at_or_over_it() -> None:
+    steps = [step(50, 10.0), step(100, 200.0), step(200, 150.0)]
+    assert budget_break(steps, 200.0) == 100.0
+    assert budget_break(steps, 201.0) is None
+
+
+def test_the_omission_gap_shades_between_the_closed_and_the_open_curve(run: BenchRun) -> None:
+    figure = omission_gap(run, "sqlite/health-closed", "sqlite/health-open")
+    (ax,) = figure.axes
+    styles = [line.get_linestyle() for line in ax.lines if "requests" in str(line.get_label())]
+    assert styles == ["--", "-"]
+    assert [c.get_label() for c in ax.collections] == ["what the closed loop did not see"]
+    assert budget_lines(figure) == [200.0]
+    assert "p99: 3 ms closed, 2 ms open" in ax.texts[0].get_text()
+
+
+def counter(at_s: float, scheduled: int, running: int, finished: int) -> dict[str, float]:
+    return {"at_s": at_s, "scheduled": scheduled, "running": running, "finished": finished,
+            "backlog": scheduled - finished}  # fmt: skip
+
+
+def test_fifo_delays_take_the_kth_task_to_start_and_finish_kth() -> None:
+    # two tasks at 0 s, one token: the second starts when the first ends at 1 s
+    counters = [counter(0, 2, 1, 0), counter(1, 2, 1, 1), counter(2, 2, 0, 2)]
+    queue, completion = fifo_delays_ms(counters)
+    assert queue == [0.0, 1000.0]
+    assert completion == [1000.0, 2000.0]
+
+
+def test_unfinished_tasks_have_no_completion() -> None:
+    queue, completion = fifo_delays_ms([counter(0.0, 3, 1, 0), counter(0.5, 3, 1, 1)])
+    assert queue == [0.0, 500.0]
+    assert completion == [500.0]
+
+
+def test_the_lab_response_against_finish_estimates_from_counters_and_draws_the_tokens(
+    run: BenchRun,
+) -> None:
+    figure = response_vs_finish(run, "lab/blocking-open", workers=40)
+    bars_ax, backlog_ax = figure.axes[:2]
+    labels = [t.get_text() for t in bars_ax.get_xticklabels()]
+    assert labels == ["response", "queue delay\n(estimated)", "completion\n(estimated)"]
+    assert {str(line.get_label()) for line in backlog_ax.lines} >= {
+        "accepted, not finished",
+        "running",
+        "can run at once: 40",
+    }
+
+
+def test_export_writes_a_png_and_skips_without_a_folder(run: BenchRun, tmp_path: Path) -> None:
+    figure = percentile_bars(run)
+    assert export(figure, "", "x.png") is None
+    target = export(figure, tmp_path / "figures", "x.png")
+    assert target == tmp_path / "figures" / "x.png"
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_relative_results_path_is_taken_from_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert results_path("results/reference") == ROOT / "results" / "reference"
+    (tmp_path / "here").mkdir()
+    assert results_path("here") == Path("here")
+
+
+def test_describe_names_the_run_and_what_was_sampled(run: BenchRun) -> None:
+    meta = {
+        "date": "2026-11-28T18:30:00+00:00",
+        "revision": "abc1234",
+        "cpu_count": 2,
+        "versions": {"python": "3.11.9"},
+        "reference": {"runs": [{"folder": "20261128T182340Z"}], "note": "Sampled."},
+    }
+    (run.path / "metadata.json").write_text(json.dumps(meta))
+    text = run.describe()
+    for part in ("2026-11-28T18:30:00+00:00", "abc1234", "2 CPUs", "20261128T182340Z", "Sampled."):
+        assert part in text
 
 
 def test_response_against_finish_shows_the_fast_answer_and_the_slow_end(run: BenchRun) -> None:
@@ -186,9 +292,15 @@ def test_the_backlog_of_the_lab_comes_from_its_counters(run: BenchRun) -> None:
 
 def test_probe_timeline_and_durable_accept_draw_one_series_per_scenario(run: BenchRun) -> None:
     timeline = probe_timeline(run)
-    series = [line for line in timeline.axes[0].lines if str(line.get_label()).startswith("lab")]
-    assert [line.get_label() for line in series] == ["lab blocking-open"]
+    series = [line for line in timeline.axes[0].lines if "(lab)" in str(line.get_label())]
+    assert [line.get_label() for line in series] == ["blocking-open (lab)"]  # its title
     accept = durable_accept(run)
     names = [t.get_text() for t in accept.axes[1].get_xticklabels()]
     assert names == ["sqlite", "memory only (lab)"]
     assert [round(h) for h in heights(accept.axes[1])] == [15, 15]
+
+
+def test_require_names_what_is_missing(run: BenchRun) -> None:
+    run.require("sqlite/health-open", "lab/blocking-open")
+    with pytest.raises(LookupError, match="no sqlite/ladder-x, lab/nothing: this needs a full"):
+        run.require("sqlite/ladder-x", "sqlite/health-open", "lab/nothing")
