@@ -42,6 +42,19 @@ test: lint typecheck pytest ## lint, types and the whole test suite (both databa
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Every fault, attack and the soak on SQLite and PostgreSQL (long variants): prints the table
+# and writes results/local/reliability/<timestamp>/report.{json,md}. Exits 1 if a task is lost.
+# Then the long pytest variants (deselected from make test), with their finer assertions.
+.PHONY: reliability soak
+reliability: $(STAMP)
+	$(BIN)/python -m reliability
+	$(BIN)/pytest -n $(WORKERS) -m "reliability_long or pg_restart" tests/reliability
+
+# A bounded soak at a fixed arrival rate on a real server: RSS start/peak/end, backlog drained,
+# scheduled == terminal. SOAK_SECONDS (default 180), SOAK_RATE (40/s), SOAK_BACKEND (sqlite).
+soak: $(STAMP)
+	$(BIN)/python -m reliability.soak
+
 # The notebooks (notebooks/NN_*.py, jupytext py:percent paired with .ipynb) in JupyterLab on
 # 127.0.0.1; they plot the committed results/reference/ unless their RESULTS cell says otherwise.
 notebooks: $(STAMP)
