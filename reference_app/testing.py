@@ -95,22 +95,29 @@ def start_server(
     variable). The caller must stop the
     server (``stop()`` or ``kill()``); prefer the ``live_server`` context manager.
     """
-    port = port or free_port()
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix="live-server-", suffix=".log", dir=_log_dir())
         os.close(handle)
         log_path = Path(name)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *args,
-    ]
+    # A free port can be taken by another process between our look and uvicorn's bind (two
+    # test workers do this all the time): then our uvicorn exits, and we try another port.
+    for _ in range(1 if port else 5):
+        server = _launch(app, port or free_port(), env, args, log_path, cwd)
+        if _wait_until_listening(server, startup_timeout):
+            return server
+    raise RuntimeError(f"uvicorn exited with {server.process.returncode}:\n{server.log_text()}")
+
+
+def _launch(
+    app: str,
+    port: int,
+    env: Mapping[str, str | None] | None,
+    args: Sequence[str],
+    log_path: Path,
+    cwd: Path | None,
+) -> LiveServer:
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += args
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command,
@@ -119,16 +126,53 @@ def start_server(
             env=_environment(env or {}),
             cwd=cwd,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", port, process, log_path, command)
-    deadline = time.monotonic() + startup_timeout
+    return LiveServer(f"http://127.0.0.1:{port}", port, process, log_path, command)
+
+
+def _wait_until_listening(server: LiveServer, timeout: float) -> bool:
+    """True once ``server`` itself listens on its port; False if it exited (port taken)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return server
+        if server.process.poll() is not None:
+            return False
+        if _listens(server.pid, server.port):
+            return True
         time.sleep(0.05)
     server.kill()
-    raise TimeoutError(f"uvicorn did not listen on {port} within {startup_timeout}s")
+    raise TimeoutError(f"uvicorn did not listen on {server.port} within {timeout}s")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` listens on ``port`` of 127.0.0.1.
+
+    A connection alone can reach another process that took the port; on Linux, /proc tells
+    whose socket it is. Elsewhere a connection is the best we can check.
+    """
+    try:
+        sockets = {
+            link[len("socket:[") : -1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if (link := _readlink(f"/proc/{pid}/fd/{fd}")).startswith("socket:[")
+        }
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+        return False
+    listening = "0A"
+    for row in table:
+        fields = row.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == listening and fields[9] in sockets:
+            return True
+    return False
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # the descriptor closed meanwhile
+        return ""
 
 
 @functools.cache

@@ -2,11 +2,14 @@
 
 import os
 import signal
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from reference_app import testing
 from reference_app.testing import free_port, live_server, start_server
 
 pytestmark = pytest.mark.live
@@ -49,3 +52,34 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other server already listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def test_a_port_another_process_listens_on_is_not_mistaken_for_ours(
+    tmp_path: Path, taken_port: int
+) -> None:
+    # Connecting succeeds (the other server answers), but the uvicorn we started cannot bind.
+    with pytest.raises(RuntimeError, match="address already in use"):
+        start_server(
+            env={"APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/app.db"}, port=taken_port
+        )
+
+
+def test_a_free_port_taken_before_uvicorn_binds_it_is_replaced(
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ports = iter([taken_port, free_port()])  # as when another test worker got there first
+    monkeypatch.setattr(testing, "free_port", lambda: next(ports))
+    env = {"APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/app.db"}
+
+    with live_server(env=env) as server:
+        assert server.port != taken_port
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
