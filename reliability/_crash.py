@@ -13,19 +13,12 @@ import time
 import uuid
 
 from reference_app.testing import LiveServer
-from reliability._apps import (
-    FaultRun,
-    backend_of,
-    client_for,
-    run_async,
-    start_app,
-    stop_all,
-    submit_many,
-    task_body,
-)
 from reliability._eventlog import Snapshot, observe
+from reliability._fault_harness import FaultRun, client_for, submit_many, task_body
 from reliability._hook_receiver import Receiver
+from reliability._loop import run_async
 from reliability._outcome import Outcome
+from reliability._served import FAST_SETTINGS, backend_of, start_app, stop_all
 
 __all__ = ["run_sigkill", "run_sigterm", "sigkill_mid_flight", "sigterm_graceful"]
 
@@ -60,7 +53,7 @@ async def _sigkill(database_url: str, *, long: bool) -> FaultRun:
     # comes, some webhooks are on the wire, and their rerun after the restart is a duplicate.
     with Receiver(slow_ok_seconds=1.5) as receiver:
         try:
-            first = await asyncio.to_thread(start_app, database_url)
+            first = await asyncio.to_thread(start_app, database_url, FAST_SETTINGS)
             servers.append(first)
             hook = receiver.url("/slow-ok")
             bodies = [
@@ -82,7 +75,7 @@ async def _sigkill(database_url: str, *, long: bool) -> FaultRun:
                 hooks_at_kill = receiver.holding
                 at_kill = await observer.snapshot()  # the dead process changes nothing more
                 killed = time.monotonic()
-                second = await asyncio.to_thread(start_app, database_url)
+                second = await asyncio.to_thread(start_app, database_url, FAST_SETTINGS)
                 servers.append(second)
                 restarted = time.monotonic()
                 snap, recovery = await observer.wait_settled(accepted, seconds=settle_seconds)
@@ -125,7 +118,8 @@ async def _sigterm(database_url: str, *, long: bool) -> FaultRun:
     short_io, long_io = 1000, (5000 if long else 3000)  # 5000: the API's maximum io_ms
     settle_seconds = 300.0 if long else 90.0
     # Cut attempts are handed back at once; the lease is only the fallback if that fails.
-    overrides = {
+    settings = {
+        **FAST_SETTINGS,
         "shutdown_grace_seconds": str(grace),
         "max_concurrent_tasks": "64",
         "lease_seconds": "10",
@@ -134,7 +128,7 @@ async def _sigterm(database_url: str, *, long: bool) -> FaultRun:
     servers: list[LiveServer] = []
     with Receiver() as receiver:
         try:
-            first = await asyncio.to_thread(start_app, database_url, overrides, args)
+            first = await asyncio.to_thread(start_app, database_url, settings, args=args)
             servers.append(first)
             hook = receiver.url("/ok")
             # Interleaved, so both kinds are in flight when the signal comes.
@@ -162,7 +156,7 @@ async def _sigterm(database_url: str, *, long: bool) -> FaultRun:
                 await asyncio.to_thread(first.process.wait, grace + 30)
                 exit_s = time.monotonic() - signalled
                 at_exit = await observer.snapshot()
-                second = await asyncio.to_thread(start_app, database_url, overrides, args)
+                second = await asyncio.to_thread(start_app, database_url, settings, args=args)
                 servers.append(second)
                 snap, recovery = await observer.wait_settled(accepted, seconds=settle_seconds)
         finally:

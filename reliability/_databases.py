@@ -8,10 +8,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import asyncpg
 from sqlalchemy import func, select
@@ -21,6 +19,7 @@ from reference_app.db.engine import create_engine, create_session_factory, sessi
 from reference_app.db.migrate import upgrade_database
 from reference_app.db.models import Task, TaskEvent
 from reference_app.events.lifecycle import TERMINAL_STATUSES
+from reliability._loop import run_async
 
 __all__ = [
     "BACKENDS",
@@ -28,11 +27,8 @@ __all__ = [
     "count_rows",
     "fresh_database",
     "postgres_url",
-    "run_sync",
     "unfinished_tasks",
 ]
-
-T = TypeVar("T")
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -47,16 +43,6 @@ def postgres_url() -> str:
         "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
     )
     return os.environ.get("RELIABILITY_POSTGRES_URL", default)
-
-
-def run_sync(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine on a private loop in a worker thread, so any caller may use it."""
-
-    async def _main() -> T:
-        return await make()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _main()).result()
 
 
 async def _migrate(url: str) -> None:
@@ -93,19 +79,19 @@ def fresh_database(backend: str) -> Iterator[str]:
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="reliability-") as folder:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}"
-            run_sync(lambda: _migrate(url))
+            run_async(lambda: _migrate(url))
             yield url
         return
     if backend != "postgresql":
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     name = f"fbj_reliability_{uuid.uuid4().hex[:12]}"
-    run_sync(lambda: _admin(f'CREATE DATABASE "{name}"'))
+    run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(postgres_url()).set(database=name).render_as_string(hide_password=False)
-        run_sync(lambda: _migrate(url))
+        run_async(lambda: _migrate(url))
         yield url
     finally:
-        run_sync(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 _UNFINISHED = (
@@ -139,7 +125,7 @@ def count_rows(database_url: str, *, settle_seconds: float = 0.0) -> tuple[int, 
     With ``settle_seconds``, first wait (up to that long) for every task to be terminal, so
     that events of earlier work are not counted as written by what comes next.
     """
-    return run_sync(lambda: _count(database_url, settle_seconds))
+    return run_async(lambda: _count(database_url, settle_seconds))
 
 
 async def _unfinished(url: str) -> int:
@@ -155,6 +141,6 @@ async def _unfinished(url: str) -> int:
 def unfinished_tasks(database_url: str, seconds: float) -> int:
     """How many tasks are still not terminal after waiting up to ``seconds`` for them."""
     deadline = time.monotonic() + seconds
-    while (left := run_sync(lambda: _unfinished(database_url))) and time.monotonic() < deadline:
+    while (left := run_async(lambda: _unfinished(database_url))) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left

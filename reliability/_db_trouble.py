@@ -22,22 +22,20 @@ from sqlalchemy.engine import make_url
 
 from reference_app.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from reference_app.testing import LiveServer
-from reliability._apps import (
+from reliability._eventlog import OBSERVER_NAME, Snapshot, observe
+from reliability._fault_harness import (
     FaultRun,
     Submissions,
-    backend_of,
     client_for,
     hold_load,
     percentile,
     post_one,
-    run_async,
-    start_app,
-    stop_all,
     submit_many,
     task_body,
 )
-from reliability._eventlog import OBSERVER_NAME, Snapshot, observe
+from reliability._loop import run_async
 from reliability._outcome import Outcome
+from reliability._served import FAST_SETTINGS, backend_of, start_app, stop_all
 from reliability._two_apps import overlapping_runs, run_intervals
 
 __all__ = [
@@ -141,26 +139,34 @@ async def _heal(client: httpx.AsyncClient, seconds: float) -> tuple[float | None
     return None, probe
 
 
+async def _start_load(
+    client: httpx.AsyncClient, stop_at: float
+) -> tuple[Submissions, asyncio.Task[Submissions]]:
+    """4 clients of short tasks until ``stop_at``, and a few tasks that outlive several leases
+    (their renewals meet the fault too); returns what they saw so far and the load's task."""
+    live = Submissions()
+    load = asyncio.create_task(
+        hold_load(
+            client,
+            lambda i: task_body(i, io_ms=50),
+            until=lambda: time.monotonic() >= stop_at,
+            into=live,
+        )
+    )
+    live.merge(await submit_many(client, _outliving(lease_ms=2000)))
+    return live, load
+
+
 async def _pg_terminate(database_url: str, *, long: bool) -> FaultRun:
     duration = 20.0 if long else 5.0
     every = 0.5
     servers: list[LiveServer] = []
     try:
-        server = await asyncio.to_thread(start_app, database_url)
+        server = await asyncio.to_thread(start_app, database_url, FAST_SETTINGS)
         servers.append(server)
         async with client_for(server, timeout=60) as client, observe(database_url) as observer:
             stop_at = time.monotonic() + duration
-            live = Submissions()
-            load = asyncio.create_task(
-                hold_load(
-                    client,
-                    lambda i: task_body(i, io_ms=50),
-                    until=lambda: time.monotonic() >= stop_at,
-                    into=live,
-                )
-            )
-            # A few tasks that outlive several leases: their renewals meet the fault too.
-            live.merge(await submit_many(client, _outliving(lease_ms=2000)))
+            live, load = await _start_load(client, stop_at)
             kills = terminations = 0
             # Let some work in before the first kill, then keep killing.
             await asyncio.sleep(every)
@@ -245,20 +251,11 @@ async def _pg_restart(database_url: str, *, long: bool) -> FaultRun:
     before, down, after = (3.0, 10.0, 5.0) if long else (2.0, 4.0, 3.0)
     servers: list[LiveServer] = []
     try:
-        server = await asyncio.to_thread(start_app, database_url)
+        server = await asyncio.to_thread(start_app, database_url, FAST_SETTINGS)
         servers.append(server)
         async with client_for(server, timeout=60) as client, observe(database_url) as observer:
             stop_at = time.monotonic() + before + down + after
-            live = Submissions()
-            load = asyncio.create_task(
-                hold_load(
-                    client,
-                    lambda i: task_body(i, io_ms=50),
-                    until=lambda: time.monotonic() >= stop_at,
-                    into=live,
-                )
-            )
-            live.merge(await submit_many(client, _outliving(lease_ms=2000)))
+            live, load = await _start_load(client, stop_at)
             reads_task = asyncio.create_task(_reads(client, live, stop_at))
             await asyncio.sleep(before)
 
@@ -300,12 +297,12 @@ async def _sqlite_locked(database_url: str, *, long: bool) -> FaultRun:
     hold = 2 * busy + (10.0 if long else 1.5)
     # The bounded run keeps the sweeper out of the way (it shares SQLite's one pooled
     # connection, and each pass would wait out the busy timeout too); the long run does not.
-    overrides = {} if long else {"sweep_interval_seconds": "60"}
+    settings = FAST_SETTINGS if long else {**FAST_SETTINGS, "sweep_interval_seconds": "60"}
     path = make_url(database_url).database
     assert path, "sqlite_locked needs a file database"
     servers: list[LiveServer] = []
     try:
-        server = await asyncio.to_thread(start_app, database_url, overrides)
+        server = await asyncio.to_thread(start_app, database_url, settings)
         servers.append(server)
         async with client_for(server, timeout=120) as client, observe(database_url) as observer:
             before = Submissions()

@@ -1,71 +1,120 @@
-"""The reference app under real uvicorn on 127.0.0.1, for the input, attack and soak scenarios."""
+"""The reference app under real uvicorn on 127.0.0.1: its settings, its keys, its start and stop.
+
+Every scenario runs the app this way. The input, attack and soak scenarios use
+``SERVED_SETTINGS`` through ``serve``; the fault scenarios use ``FAST_SETTINGS`` through
+``start_app``, since they kill and restart servers themselves.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from reference_app.testing import LiveServer, live_server
+from reference_app.testing import LiveServer, start_server
 
 __all__ = [
     "AUTH_A",
     "AUTH_B",
+    "FAST_SETTINGS",
     "ORG_A_KEY",
     "ORG_B_KEY",
     "ROOT",
+    "SERVED_SETTINGS",
+    "app_env",
     "assert_up",
-    "backend_name",
+    "backend_of",
     "serve",
-    "server_env",
+    "start_app",
+    "stop_all",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+APP = "reference_app.main:app"
 ORG_A_KEY = "demo-key-org-a"
 ORG_B_KEY = "demo-key-org-b"
 AUTH_A = {"Authorization": f"Bearer {ORG_A_KEY}"}
 AUTH_B = {"Authorization": f"Bearer {ORG_B_KEY}"}
 
+# Settings by their field names (``lease_seconds``), without the ``APP_`` prefix.
+SERVED_SETTINGS: dict[str, str] = {
+    "log_format": "json",
+    "migrate_on_startup": "false",  # fresh_database has migrated it
+    "sweep_interval_seconds": "0.2",
+}
+# Fast sweeps, short leases, quick retries: a fault heals in seconds, not in minutes.
+# The webhook SSRF guard refuses 127.0.0.1 unless allowed: the receiver lives there.
+FAST_SETTINGS: dict[str, str] = {
+    "env": "test",
+    "log_format": "json",
+    "log_level": "INFO",
+    "sweep_interval_seconds": "0.2",
+    "lease_seconds": "2",
+    "shutdown_grace_seconds": "2",
+    "task_retry_base_seconds": "0.05",
+    "task_retry_cap_seconds": "0.2",
+    "webhook_allow": "127.0.0.1",
+    "webhook_max_attempts": "3",
+    "webhook_retry_base_seconds": "0.05",
+    "webhook_retry_cap_seconds": "0.5",
+}
 
-def backend_name(database_url: str) -> str:
-    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+def backend_of(database_url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``, as the report names them."""
+    return str(make_url(database_url).get_backend_name())
 
 
-def server_env(database_url: str, **extra: str) -> dict[str, str | None]:
-    """Only the ``APP_`` variables given here: none leak in from the caller's shell."""
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("APP_")}
-    env.update(
-        APP_DATABASE_URL=database_url,
-        APP_LOG_FORMAT="json",
-        APP_MIGRATE_ON_STARTUP="false",  # fresh_database has migrated it
-        APP_SWEEP_INTERVAL_SECONDS="0.2",
-    )
-    env.update(extra)
+def app_env(database_url: str, settings: Mapping[str, str]) -> dict[str, str | None]:
+    """The app's ``APP_`` variables: the database and ``settings``, and none from the caller's
+    shell (a None value removes it)."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("APP_")}
+    env["APP_DATABASE_URL"] = database_url
+    env.update({f"APP_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def start_app(
+    database_url: str,
+    settings: Mapping[str, str] = SERVED_SETTINGS,
+    *,
+    args: Sequence[str] = (),
+    log_path: Path | None = None,
+) -> LiveServer:
+    """The reference app on a free port of 127.0.0.1, once it accepts connections.
+
+    The caller stops it (``stop_all``, or ``kill()`` for a crash).
+    """
+    env = app_env(database_url, settings)
+    return start_server(APP, env=env, args=args, log_path=log_path, startup_timeout=60.0, cwd=ROOT)
+
+
+def stop_all(servers: Iterable[LiveServer]) -> None:
+    """Stop every server still running, by PID (SIGTERM, then SIGKILL)."""
+    for server in servers:
+        server.stop(timeout=10.0)
 
 
 @contextlib.contextmanager
 def serve(
     database_url: str,
+    settings: Mapping[str, str] = SERVED_SETTINGS,
     *,
-    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = ("--timeout-graceful-shutdown", "5"),
     log_path: Path | None = None,
-    args: tuple[str, ...] = ("--timeout-graceful-shutdown", "5"),
 ) -> Iterator[LiveServer]:
-    """The reference app on a free port; stopped by PID on exit."""
-    with live_server(
-        "reference_app.main:app",
-        env=server_env(database_url, **(env or {})),
-        log_path=log_path,
-        cwd=ROOT,
-        args=list(args),
-    ) as server:
+    """``start_app`` once ``GET /health`` answers; stopped by PID on exit."""
+    server = start_app(database_url, settings, args=args, log_path=log_path)
+    try:
         assert_up(server.url)
         yield server
+    finally:
+        server.stop()
 
 
 def assert_up(url: str, seconds: float = 10.0) -> None:

@@ -18,20 +18,12 @@ from itertools import pairwise
 from typing import Any
 
 from reference_app.testing import LiveServer
-from reliability._apps import (
-    FaultRun,
-    Submissions,
-    backend_of,
-    client_for,
-    run_async,
-    start_app,
-    stop_all,
-    submit_many,
-    task_body,
-)
 from reliability._eventlog import observe
+from reliability._fault_harness import FaultRun, Submissions, client_for, submit_many, task_body
 from reliability._hook_receiver import Receiver
+from reliability._loop import run_async
 from reliability._outcome import Outcome
+from reliability._served import FAST_SETTINGS, backend_of, start_app, stop_all
 
 __all__ = ["RunInterval", "overlapping_runs", "run_intervals", "run_two_apps", "two_apps_race"]
 
@@ -51,7 +43,8 @@ async def _two_apps(database_url: str, *, long: bool) -> FaultRun:
     count, io_ms = (400, 100) if long else (80, 50)
     # No process dies: a long lease keeps stalls of a loaded machine from expiring leases
     # (the gap tests/reliability/test_faults_lease.py shows), so the race is the sweepers'.
-    overrides = {
+    settings = {
+        **FAST_SETTINGS,
         "max_concurrent_tasks": "4",
         "sweep_interval_seconds": "0.05",
         "lease_seconds": "15",
@@ -60,8 +53,8 @@ async def _two_apps(database_url: str, *, long: bool) -> FaultRun:
     with Receiver() as receiver:
         try:
             started = await asyncio.gather(
-                asyncio.to_thread(start_app, database_url, overrides),
-                asyncio.to_thread(start_app, database_url, overrides),
+                asyncio.to_thread(start_app, database_url, settings),
+                asyncio.to_thread(start_app, database_url, settings),
                 return_exceptions=True,
             )
             servers += [s for s in started if isinstance(s, LiveServer)]

@@ -17,29 +17,28 @@ from dataclasses import dataclass
 import httpx
 
 from reference_app.testing import LiveServer, free_port
-from reliability._apps import (
+from reliability._eventlog import Snapshot, observe
+from reliability._fault_harness import (
     FaultRun,
     Submissions,
-    backend_of,
     client_for,
     percentile,
     post_one,
-    run_async,
-    start_app,
-    stop_all,
     submit_many,
     task_body,
 )
-from reliability._eventlog import Snapshot, observe
 from reliability._hook_receiver import Delivery, Receiver
+from reliability._loop import run_async
 from reliability._outcome import Outcome
+from reliability._served import FAST_SETTINGS, backend_of, start_app, stop_all
 
 __all__ = ["MODES", "Mode", "policy_mismatch", "run_webhook_faults", "webhook_faults"]
 
 MAX_ATTEMPTS = 3
 READ_TIMEOUT = 1.0  # well above a loaded event loop's stalls, well below /slow's 3 s
 RETRY_AFTER = 1.0  # what /throttled sends; inside [base, cap], so used as it is
-OVERRIDES = {
+SETTINGS = {
+    **FAST_SETTINGS,
     # No process dies here: a lease far longer than any stall keeps sweeper recovery (and the
     # lease gap that tests/reliability/test_faults_lease.py shows) out of the policy's way.
     "lease_seconds": "15",
@@ -123,7 +122,7 @@ async def _webhook_faults(database_url: str, *, long: bool) -> FaultRun:
     refused = f"http://127.0.0.1:{free_port()}/hook"
     with Receiver(slow_ok_seconds=0.1, slow_seconds=3.0, retry_after=f"{RETRY_AFTER:g}") as rx:
         try:
-            server = await asyncio.to_thread(start_app, database_url, OVERRIDES)
+            server = await asyncio.to_thread(start_app, database_url, SETTINGS)
             servers.append(server)
             modes = [m for m in MODES for _ in range(per_mode)]
             bodies = [

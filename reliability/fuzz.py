@@ -26,7 +26,7 @@ from schemathesis.core.result import Err
 
 from reliability._databases import fresh_database, unfinished_tasks
 from reliability._outcome import Outcome, Scenario
-from reliability._served import AUTH_A, backend_name, serve
+from reliability._served import AUTH_A, backend_of, serve
 
 __all__ = ["CHECKS", "SCENARIOS", "FuzzResult", "fuzz_api", "run_fuzz"]
 
@@ -119,7 +119,7 @@ def run_fuzz(database_url: str, long: bool = True) -> Outcome:
     accepted = result.statuses.get(202, 0) + result.statuses.get(200, 0)
     return Outcome(
         fault="schemathesis fuzzing",
-        backend=backend_name(database_url),
+        backend=backend_of(database_url),
         load=f"up to {examples} examples per operation and mode",
         inputs=result.examples,
         accepted=accepted,

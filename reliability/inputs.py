@@ -14,7 +14,7 @@ from reference_app.testing import LiveServer
 from reliability._databases import count_rows, fresh_database, unfinished_tasks
 from reliability._outcome import Outcome, Scenario
 from reliability._raw_http import RawResponse, build_request, send_raw
-from reliability._served import ORG_A_KEY, assert_up, serve
+from reliability._served import ORG_A_KEY, assert_up, backend_of, serve
 
 __all__ = [
     "HOSTILE_INPUTS",
@@ -257,7 +257,6 @@ def try_input(server: LiveServer, database_url: str, case: HostileInput) -> Verd
 
 def run_hostile_inputs(database_url: str, long: bool = True) -> Outcome:
     """Every row of the table against one live server (``long`` changes nothing: it is short)."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     with serve(database_url) as server:
         verdicts = [try_input(server, database_url, case) for case in HOSTILE_INPUTS]
         lost = unfinished_tasks(database_url, seconds=15)  # any input that was accepted
@@ -268,7 +267,7 @@ def run_hostile_inputs(database_url: str, long: bool = True) -> Outcome:
     notes = "every input a JSON 4xx, nothing written, server up"
     return Outcome(
         fault="hostile inputs",
-        backend=backend,
+        backend=backend_of(database_url),
         load=f"{len(verdicts)} requests, one at a time",
         inputs=len(verdicts),
         accepted=accepted,

@@ -13,7 +13,7 @@ import httpx
 
 from reliability._databases import fresh_database, unfinished_tasks
 from reliability._outcome import Outcome, Scenario
-from reliability._served import AUTH_A, AUTH_B, backend_name, serve
+from reliability._served import AUTH_A, AUTH_B, backend_of, serve
 
 __all__ = ["SCENARIOS", "IsolationReport", "check_isolation", "run_isolation"]
 
@@ -120,7 +120,7 @@ def run_isolation(database_url: str, long: bool = True) -> Outcome:
         raise AssertionError("; ".join(report.leaks))
     return Outcome(
         fault="org B probes org A",
-        backend=backend_name(database_url),
+        backend=backend_of(database_url),
         load="reads, events, listing, Idempotency-Key reuse",
         inputs=report.requests,
         accepted=report.accepted,

@@ -10,21 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
 from reliability._databases import fresh_database, unfinished_tasks
+from reliability._hook_receiver import Receiver
 from reliability._outcome import Outcome, Scenario
-from reliability._served import backend_name, serve
+from reliability._served import SERVED_SETTINGS, backend_of, serve
 
-__all__ = ["SCENARIOS", "SecretsRun", "failing_receiver", "run_secrets", "scenario_with_secrets"]
+__all__ = ["SCENARIOS", "SecretsRun", "run_secrets", "scenario_with_secrets"]
 
 
 @dataclass
@@ -42,32 +39,6 @@ class SecretsRun:
     def leaks(self) -> list[str]:
         """The names of the secrets that appear in the log."""
         return [name for name, value in self.secrets.items() if value in self.log]
-
-
-@contextmanager
-def failing_receiver() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """A webhook receiver on 127.0.0.1 that answers 500 to everything; yields (url, hits)."""
-    hits: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            hits.append(dict(self.headers))
-            self.send_response(500)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _whsec() -> str:
@@ -90,20 +61,23 @@ def scenario_with_secrets(database_url: str) -> SecretsRun:
             "a Basic credential": basic,
         }
     )
-    env = {
-        "APP_API_KEYS": json.dumps(
+    settings = {
+        **SERVED_SETTINGS,
+        "api_keys": json.dumps(
             {key_a: {"user_id": "alice", "org_id": "a"}, key_b: {"user_id": "bob", "org_id": "b"}}
         ),
-        "APP_WEBHOOK_SECRET": webhook,
-        "APP_WEBHOOK_PREVIOUS_SECRET": previous,
-        "APP_WEBHOOK_ALLOW": "127.0.0.1",
-        "APP_WEBHOOK_MAX_ATTEMPTS": "2",
-        "APP_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
-        "APP_WEBHOOK_RETRY_CAP_SECONDS": "0.1",
-        "APP_LOG_LEVEL": "DEBUG",
+        "webhook_secret": webhook,
+        "webhook_previous_secret": previous,
+        "webhook_allow": "127.0.0.1",
+        "webhook_max_attempts": "2",
+        "webhook_retry_base_seconds": "0.05",
+        "webhook_retry_cap_seconds": "0.1",
+        "log_level": "DEBUG",
     }
     a = {"Authorization": f"Bearer {key_a}"}
-    with failing_receiver() as (hook, hits), serve(database_url, env=env) as server:
+    # The receiver answers 500 to every delivery: the webhook fails, and is logged failing.
+    with Receiver() as receiver, serve(database_url, settings) as server:
+        hook = receiver.url("/error")
         calls: list[tuple[str, str, dict[str, str], Any]] = [
             ("POST", "/process-data", a, {"data": {"x": 1}, "io_ms": 0, "webhook_url": hook}),
             ("POST", "/import-contacts", a, {"file_id": "missing-contacts.csv"}),  # fails
@@ -132,7 +106,7 @@ def scenario_with_secrets(database_url: str) -> SecretsRun:
                         run.requests += 2
             run.unfinished = unfinished_tasks(database_url, seconds=30)
             time.sleep(0.5)  # the last log lines of the delivery's final attempt
-        run.receiver_hits = len(hits)
+        run.receiver_hits = len(receiver.snapshot())
     run.log = server.log_text()  # all of it, including shutdown
     return run
 
@@ -143,7 +117,7 @@ def run_secrets(database_url: str, long: bool = True) -> Outcome:
         raise AssertionError(f"found in the server's log: {', '.join(leaks)}")
     return Outcome(
         fault="secrets in JSON logs",
-        backend=backend_name(database_url),
+        backend=backend_of(database_url),
         load="keys in headers, bodies, ids; failing webhook and task",
         inputs=run.requests,
         accepted=run.accepted,

@@ -26,9 +26,10 @@ from sqlalchemy import func, select
 from reference_app.db.engine import create_engine, create_session_factory, session_scope
 from reference_app.db.models import TaskEvent
 from reference_app.events.lifecycle import EventType
-from reliability._databases import fresh_database, run_sync, unfinished_tasks
+from reliability._databases import fresh_database, unfinished_tasks
+from reliability._loop import run_async
 from reliability._outcome import Outcome, Scenario
-from reliability._served import AUTH_A, ROOT, backend_name, serve
+from reliability._served import AUTH_A, ROOT, SERVED_SETTINGS, backend_of, serve
 
 __all__ = ["SCENARIOS", "SoakResult", "main", "run_soak", "soak_scenario"]
 
@@ -175,17 +176,17 @@ def run_soak(
     database_url: str, *, seconds: float, rate: float, warmup: float | None = None
 ) -> SoakResult:
     """Hold ``rate`` requests/s for ``seconds`` against a real server, then let it drain."""
-    result = SoakResult(backend_name(database_url), seconds, rate)
+    result = SoakResult(backend_of(database_url), seconds, rate)
     warmup = min(10.0, seconds / 3) if warmup is None else warmup
-    env = {"APP_LOG_LEVEL": "WARNING"}
-    with serve(database_url, env=env, args=("--no-access-log",)) as server:
+    settings = {**SERVED_SETTINGS, "log_level": "WARNING"}
+    with serve(database_url, settings, args=("--no-access-log",)) as server:
         asyncio.run(_drive(server.url, result, server.pid, warmup))
         sent_at = time.monotonic()
         result.unfinished = unfinished_tasks(database_url, seconds=max(60.0, seconds))
         if not result.unfinished:
             result.drain_seconds = time.monotonic() - sent_at
         result.rss_end = float(psutil.Process(server.pid).memory_info().rss) / MiB
-    result.scheduled, result.terminal = run_sync(lambda: _event_counts(database_url))
+    result.scheduled, result.terminal = run_async(lambda: _event_counts(database_url))
     return result
 
 

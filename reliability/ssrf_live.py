@@ -12,7 +12,7 @@ import httpx
 
 from reliability._databases import count_rows, fresh_database
 from reliability._outcome import Outcome, Scenario
-from reliability._served import AUTH_A, backend_name, serve
+from reliability._served import AUTH_A, backend_of, serve
 from tests.reference_app.webhooks.test_ssrf import BLOCKED_URLS
 
 __all__ = [
@@ -81,7 +81,7 @@ def run_ssrf(database_url: str, long: bool = True) -> Outcome:
         raise AssertionError("; ".join(report.wrong[:10]))
     return Outcome(
         fault="SSRF webhook URLs via the API",
-        backend=backend_name(database_url),
+        backend=backend_of(database_url),
         load=f"{len(BLOCKED_URLS)} URLs x {len(ENDPOINTS)} endpoints",
         inputs=report.tried,
         accepted=report.accepted,

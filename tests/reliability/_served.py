@@ -10,7 +10,7 @@ import pytest
 
 from reference_app.testing import LiveServer
 from reliability._databases import DatabaseUnavailable, fresh_database
-from reliability._served import serve
+from reliability._served import SERVED_SETTINGS, serve
 from tests.conftest import IN_CI
 
 # The same ids as the suite's ``backend`` fixture; PostgreSQL rows carry its marker.
@@ -38,7 +38,8 @@ def database_for(backend: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def served(backend: str, **env: str) -> Iterator[Served]:
-    """A fresh database and the app on it; skips (fails in CI) when PostgreSQL is down."""
-    with database_for(backend) as url, serve(url, env=env) as server:
+def served(backend: str, **settings: str) -> Iterator[Served]:
+    """A fresh database and the app on it (``SERVED_SETTINGS`` and ``settings``); skips (fails
+    in CI) when PostgreSQL is down."""
+    with database_for(backend) as url, serve(url, {**SERVED_SETTINGS, **settings}) as server:
         yield Served(server, url, backend)

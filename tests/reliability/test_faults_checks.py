@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reliability._apps import contract_problem
 from reliability._eventlog import Event, Snapshot, TaskRow
+from reliability._fault_harness import contract_problem
 from reliability._hook_receiver import Delivery, Receiver
 from reliability._two_apps import RunInterval, overlapping_runs, run_intervals
 from reliability._webhook_faults import MODES, policy_mismatch

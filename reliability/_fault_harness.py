@@ -1,4 +1,5 @@
-"""Fault scenarios' app: real uvicorn processes on one database, and a client that submits work."""
+"""What the fault scenarios share besides the server: a client that submits work and checks
+every answer against the contract, and the record a run returns."""
 
 from __future__ import annotations
 
@@ -7,60 +8,30 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from reference_app.core.errors import RETRY_AFTER_SECONDS
-from reference_app.testing import LiveServer, start_server
+from reference_app.testing import LiveServer
 from reliability._eventlog import Snapshot
 from reliability._hook_receiver import Delivery
 from reliability._outcome import Outcome
+from reliability._served import AUTH_A
 
 __all__ = [
-    "AUTH",
     "FaultRun",
     "Submissions",
-    "app_env",
-    "backend_of",
     "client_for",
     "contract_problem",
     "hold_load",
-    "log_events",
     "percentile",
     "post_one",
-    "run_async",
-    "start_app",
-    "stop_all",
     "submit_many",
     "task_body",
 ]
-
-T = TypeVar("T")
-
-APP = "reference_app.main:app"
-AUTH = {"Authorization": "Bearer demo-key-org-a"}
-
-# Fast sweeps, short leases, quick retries: a fault heals in seconds, not in minutes.
-# The webhook SSRF guard refuses 127.0.0.1 unless allowed: the receiver lives there.
-FAST_SETTINGS: dict[str, str] = {
-    "APP_ENV": "test",
-    "APP_LOG_FORMAT": "json",
-    "APP_LOG_LEVEL": "INFO",
-    "APP_SWEEP_INTERVAL_SECONDS": "0.2",
-    "APP_LEASE_SECONDS": "2",
-    "APP_SHUTDOWN_GRACE_SECONDS": "2",
-    "APP_TASK_RETRY_BASE_SECONDS": "0.05",
-    "APP_TASK_RETRY_CAP_SECONDS": "0.2",
-    "APP_WEBHOOK_ALLOW": "127.0.0.1",
-    "APP_WEBHOOK_MAX_ATTEMPTS": "3",
-    "APP_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
-    "APP_WEBHOOK_RETRY_CAP_SECONDS": "0.5",
-}
 
 
 @dataclass
@@ -79,42 +50,10 @@ class FaultRun:
     """Scenario-specific figures (for example how many tasks were running at the kill)."""
 
 
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a scenario's coroutine on a private loop in a worker thread: callable from anywhere,
-    an async test or a runner with a loop of its own included."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, make()).result()
-
-
-def backend_of(database_url: str) -> str:
-    """``"sqlite"`` or ``"postgresql"``, as the report names them."""
-    return str(make_url(database_url).get_backend_name())
-
-
-def app_env(database_url: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The app's environment: ``FAST_SETTINGS``, the database, then ``overrides``
-    (keys without the ``APP_`` prefix, for example ``{"lease_seconds": "5"}``)."""
-    extra = {f"APP_{name.upper()}": value for name, value in (overrides or {}).items()}
-    return {**FAST_SETTINGS, "APP_DATABASE_URL": database_url, **extra}
-
-
-def start_app(
-    database_url: str, overrides: Mapping[str, str] | None = None, args: Sequence[str] = ()
-) -> LiveServer:
-    """The reference app under uvicorn on a free port of 127.0.0.1, once it accepts connections."""
-    return start_server(APP, env=app_env(database_url, overrides), args=args, startup_timeout=60.0)
-
-
-def stop_all(servers: Iterable[LiveServer]) -> None:
-    """Stop every server still running, by PID (SIGTERM, then SIGKILL)."""
-    for server in servers:
-        server.stop(timeout=10.0)
-
-
 def client_for(server: LiveServer, *, timeout: float = 30.0) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     return httpx.AsyncClient(
-        base_url=server.url, headers=AUTH, timeout=timeout, limits=limits, trust_env=False
+        base_url=server.url, headers=AUTH_A, timeout=timeout, limits=limits, trust_env=False
     )
 
 
@@ -243,9 +182,3 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def log_events(server: LiveServer, *names: str) -> list[dict[str, Any]]:
-    """The server's JSON log records whose ``event`` is one of ``names``."""
-    wanted = set(names)
-    return [r for r in server.logs() if r.get("event") in wanted]
