@@ -93,6 +93,8 @@ class Plan:
     accept_io_ms: int = 0
     # Which runs: "c" (health alone), "a" (durable accept), "b" (background work).
     only: frozenset[str] = frozenset("cab")
+    # Which of the b runs, by key (see BACKGROUND_RUNS).
+    background: tuple[str, ...] = tuple(run.key for run in BACKGROUND_RUNS)
 
 
 class ServerFailed(RuntimeError):
@@ -464,6 +466,8 @@ def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
                 _say(kind, "a  durable accept")
                 scenarios["accept"] = durable_accept(server, log, plan)
             for run in BACKGROUND_RUNS if "b" in plan.only else ():
+                if run.key not in plan.background:
+                    continue
                 _say(kind, run.label)
                 scenarios[run.key] = background_work(server, log, plan, run)
             if {"a", "c"} <= plan.only:
@@ -654,7 +658,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="cab",
         help="the runs to do, in their order: any of c (health alone), a (accept), b (background)",
     )
+    parser.add_argument(
+        "--background",
+        default=",".join(run.key for run in BACKGROUND_RUNS),
+        help="the b runs to do, comma-separated: io_bound, cpu_bound, backlog",
+    )
     args = parser.parse_args(argv)
+    keys = {run.key for run in BACKGROUND_RUNS}
+    args.background = tuple(k.strip() for k in args.background.split(",") if k.strip())
+    if not args.background or set(args.background) - keys:
+        parser.error(f"--background takes keys from {sorted(keys)}")
     if args.seconds <= 0 or args.connections < 1 or args.rate <= 0 or args.workers < 1:
         parser.error("--seconds, --connections, --rate and --workers must be positive")
     if not args.only or set(args.only) - set("cab"):
@@ -673,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout=args.drain_timeout,
         accept_io_ms=args.accept_io_ms,
         only=frozenset(args.only),
+        background=args.background,
     )
     meta = _metadata(plan)
     cap = meta["max_concurrent_tasks"]

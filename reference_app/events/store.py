@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,9 +32,11 @@ from reference_app.events.lifecycle import (
 from reference_app.events.projection import RecordedEvent, changes_for
 
 __all__ = [
+    "Append",
     "ConcurrencyConflict",
     "NewEvent",
     "append_events",
+    "append_many",
     "renew_lease",
     "start_stream",
     "start_streams",
@@ -44,9 +46,36 @@ __all__ = [
 # and need neither the identity map nor ORM bulk-update bookkeeping.
 _tasks = cast(Table, Task.__table__)
 _events = cast(Table, TaskEvent.__table__)
-# Built once and executed with a list of rows: one multi-row INSERT however many rows.
+# Statements are built once and executed with parameters: building one costs more than
+# running it, and SQLAlchemy compiles each statement once and caches it.
+# Executed with a list of rows: one multi-row INSERT however many rows.
 _insert_tasks = insert(_tasks)
 _insert_events = insert(_events)
+
+
+def _versioned_update(first: EventType) -> Update:
+    """The projection UPDATE for a batch that starts with ``first``. It sets the columns
+    named in its parameters, and only where the row still holds the expected version."""
+    allowed = sorted(s.value for s in statuses_before(first))
+    return update(_tasks).where(
+        _tasks.c.id == bindparam("expected_id"),
+        _tasks.c.version == bindparam("expected_version"),
+        # The stored status tells the last committed event, so this checks the transition.
+        _tasks.c.status.in_(allowed),
+    )
+
+
+_append = {event_type: _versioned_update(event_type) for event_type in EventType}
+_renew_lease = (
+    update(_tasks)
+    .where(
+        _tasks.c.id == bindparam("expected_id"),
+        _tasks.c.version == bindparam("expected_version"),
+        _tasks.c.lease_owner == bindparam("owner"),
+        _tasks.c.status == TaskStatus.RUNNING.value,
+    )
+    .values(lease_expires_at=bindparam("until"))
+)
 
 
 class ConcurrencyConflict(Exception):
@@ -124,24 +153,43 @@ async def append_events(
     Raises IllegalTransition if the batch may not follow the stream's last
     event, and ConcurrencyConflict if the stream is no longer at ``expected_version``.
     """
-    types = [e.type for e in events]
-    check_batch(types)
-    # The stored status tells the last committed event, so the WHERE clause checks the transition.
-    allowed = statuses_before(types[0])
-    first = expected_version + 1
-    result = await session.execute(
-        update(_tasks)
-        .where(
-            _tasks.c.id == task_id,
-            _tasks.c.version == expected_version,
-            _tasks.c.status.in_([s.value for s in allowed]),
+    append = Append(task_id, expected_version, events, owner_id)
+    (version,) = await append_many(session, [append])
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One stream's part of ``append_many``: the arguments of ``append_events``."""
+
+    task_id: uuid.UUID
+    expected_version: int
+    events: Sequence[NewEvent]
+    owner_id: uuid.UUID | None = None
+
+
+async def append_many(session: AsyncSession, appends: Sequence[Append]) -> list[int]:
+    """``append_events`` for several streams: a versioned UPDATE each, then one INSERT for
+    all their events. Returns each stream's new version; raises as ``append_events`` does."""
+    rows: list[dict[str, Any]] = []
+    for a in appends:
+        types = [e.type for e in a.events]
+        check_batch(types)
+        first = a.expected_version + 1
+        result = await session.execute(
+            _append[types[0]],
+            {
+                "expected_id": a.task_id,
+                "expected_version": a.expected_version,
+                **_merged_changes(first, a.events),
+            },
         )
-        .values(**_merged_changes(first, events))
-    )
-    if not isinstance(result, CursorResult) or result.rowcount != 1:
-        await _explain_refusal(session, task_id, expected_version, types[0])
-    await session.execute(insert(_events), _rows(task_id, owner_id or task_id, first, events))
-    return expected_version + len(events)
+        if not isinstance(result, CursorResult) or result.rowcount != 1:
+            await _explain_refusal(session, a.task_id, a.expected_version, types[0])
+        rows += _rows(a.task_id, a.owner_id or a.task_id, first, a.events)
+    if rows:
+        await session.execute(_insert_events, rows)
+    return [a.expected_version + len(a.events) for a in appends]
 
 
 async def _explain_refusal(
@@ -159,13 +207,7 @@ async def renew_lease(
 ) -> bool:
     """Extend a running task's lease; False if the task moved on or another owner holds it."""
     result = await session.execute(
-        update(_tasks)
-        .where(
-            _tasks.c.id == task_id,
-            _tasks.c.version == version,
-            _tasks.c.lease_owner == owner,
-            _tasks.c.status == TaskStatus.RUNNING.value,
-        )
-        .values(lease_expires_at=until)
+        _renew_lease,
+        {"expected_id": task_id, "expected_version": version, "owner": owner, "until": until},
     )
     return isinstance(result, CursorResult) and result.rowcount == 1

@@ -1,14 +1,65 @@
-"""A claim: the attempt of a task that this process owns."""
+"""A claim: the attempt of a task that this process owns, and the reads that find one."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, cast
+
+from sqlalchemy import Row, Table, bindparam, select
 
 from reference_app.db.models import Task
+from reference_app.events.lifecycle import TaskStatus
 
-__all__ = ["Claim"]
+__all__ = ["Claim", "ClaimRow", "select_claimable", "select_due", "select_expired_leases"]
+
+# Core reads, not ORM entities: a claim needs a few columns once, not an identity map.
+# Built once and executed with parameters.
+_tasks = cast(Table, Task.__table__)
+_columns = (
+    _tasks.c.id,
+    _tasks.c.version,
+    _tasks.c.status,
+    _tasks.c.attempts,
+    _tasks.c.max_attempts,
+    _tasks.c.kind,
+    _tasks.c.org_id,
+    _tasks.c.user_id,
+    _tasks.c.params,
+    _tasks.c.request_id,
+    _tasks.c.webhook_url,
+    _tasks.c.parent_id,
+    _tasks.c.lease_owner,
+)
+
+# A row of the selects below.
+ClaimRow: TypeAlias = Row[*tuple[Any, ...]]
+
+# One task by id (parameter ``task_id``).
+select_claimable = select(*_columns).where(_tasks.c.id == bindparam("task_id"))
+
+# Scheduled and retrying tasks due by ``now``, oldest first, at most ``limit``. Rows another
+# process has locked are skipped (PostgreSQL; SQLite has one writer at a time anyway).
+select_due = (
+    select(*_columns)
+    .where(
+        _tasks.c.status.in_([TaskStatus.SCHEDULED.value, TaskStatus.RETRYING.value]),
+        _tasks.c.run_after <= bindparam("now"),
+    )
+    .order_by(_tasks.c.run_after)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+# Running tasks whose lease expired before ``now``.
+select_expired_leases = (
+    select(*_columns)
+    .where(
+        _tasks.c.status == TaskStatus.RUNNING.value,
+        _tasks.c.lease_expires_at < bindparam("now"),
+    )
+    .with_for_update(skip_locked=True)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +79,8 @@ class Claim:
     parent_id: uuid.UUID | None = None
 
     @classmethod
-    def of(cls, row: Task, *, version: int, attempt: int) -> Claim:
+    def of(cls, row: ClaimRow, *, version: int, attempt: int) -> Claim:
+        """From a row of one of this module's selects."""
         return cls(
             task_id=row.id,
             version=version,

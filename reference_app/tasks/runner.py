@@ -8,29 +8,35 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.core.clock import utcnow
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory, session_scope
-from reference_app.db.models import Task
 from reference_app.db.writer import Writer
 from reference_app.events.lifecycle import EventType, TaskStatus
 from reference_app.events.store import (
+    Append,
     ConcurrencyConflict,
     NewEvent,
     append_events,
+    append_many,
     renew_lease,
     start_stream,
 )
-from reference_app.tasks.claim import Claim
+from reference_app.tasks.claim import (
+    Claim,
+    ClaimRow,
+    select_claimable,
+    select_due,
+    select_expired_leases,
+)
 from reference_app.tasks.context import Handler, TaskContext
 from reference_app.tasks.errors import is_transient
 from reference_app.tasks.outcomes import TERMINAL_EVENTS, failure_events, success_event
@@ -62,7 +68,7 @@ class TaskRunner:
         writer: Writer | None = None,
     ) -> None:
         self.sessions = sessions
-        # Claims and outcomes go through the writer: group-committed on SQLite.
+        # Claims and outcomes go through the writer: group-committed in the app.
         self.writer = writer or Writer(sessions, group_commit=False)
         self.handlers = handlers
         self.policy = policy
@@ -127,17 +133,8 @@ class TaskRunner:
         claims: list[Claim] = []
         try:
             async with session_scope(self.sessions) as session:
-                rows = await session.scalars(
-                    select(Task)
-                    .where(
-                        Task.status.in_([TaskStatus.SCHEDULED.value, TaskStatus.RETRYING.value]),
-                        Task.run_after <= utcnow(),
-                    )
-                    .order_by(Task.run_after)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                started = [await self._start(session, row) for row in rows.all()]
+                rows = await session.execute(select_due, {"now": utcnow(), "limit": limit})
+                started = await self._start(session, rows.all())
             claims = started  # committed
         finally:
             self._in_flight -= limit - len(claims)
@@ -151,13 +148,7 @@ class TaskRunner:
         now = utcnow()
         deliveries: list[uuid.UUID] = []
         async with session_scope(self.sessions) as session:
-            rows = (
-                await session.scalars(
-                    select(Task)
-                    .where(Task.status == TaskStatus.RUNNING.value, Task.lease_expires_at < now)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await session.execute(select_expired_leases, {"now": now})).all()
             for row in rows:
                 claim = Claim.of(row, version=row.version, attempt=row.attempts)
                 events = failure_events(
@@ -190,30 +181,37 @@ class TaskRunner:
 
     async def _claim_scheduled(self, task_id: uuid.UUID) -> Claim | None:
         async def claim(session: AsyncSession) -> Claim | None:
-            row = await session.get(Task, task_id)
+            row = (await session.execute(select_claimable, {"task_id": task_id})).first()
             if row is None or row.status != TaskStatus.SCHEDULED.value:
                 return None
-            return await self._start(session, row)
+            (started,) = await self._start(session, [row])
+            return started
 
         try:
             return await self.writer.run(claim)
         except ConcurrencyConflict:
             return None  # the sweeper got there first
 
-    async def _start(self, session: AsyncSession, row: Task) -> Claim:
-        attempt = row.attempts + 1
+    async def _start(self, session: AsyncSession, rows: Sequence[ClaimRow]) -> list[Claim]:
+        """Start the next attempt of each row's task: a versioned append each, which is the
+        claim lock, with their ``task_started`` events written in one INSERT."""
+        versions = await append_many(session, [self._started(row) for row in rows])
+        return [
+            Claim.of(row, version=version, attempt=row.attempts + 1)
+            for row, version in zip(rows, versions, strict=True)
+        ]
+
+    def _started(self, row: ClaimRow) -> Append:
+        """``task_started`` for the row's next attempt, leased to this process."""
         started = NewEvent(
             EventType.TASK_STARTED,
             {
-                "attempt": attempt,
+                "attempt": row.attempts + 1,
                 "lease_owner": self.owner,
                 "lease_expires_at": (utcnow() + self.lease).isoformat(),
             },
         )
-        version = await append_events(
-            session, row.id, expected_version=row.version, events=[started], owner_id=row.parent_id
-        )
-        return Claim.of(row, version=version, attempt=attempt)
+        return Append(row.id, row.version, [started], owner_id=row.parent_id)
 
     def _spawn(self, claim: Claim) -> None:
         self._track(asyncio.create_task(self._run_spawned(claim), name=f"task-{claim.task_id}"))

@@ -91,3 +91,21 @@ def test_only_refuses_runs_it_does_not_know() -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "--only takes letters from 'cab'" in done.stderr
+
+
+def test_background_refuses_runs_it_does_not_know() -> None:
+    command = [sys.executable, str(SCRIPT), "--background", "io_bound,nope"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--background takes keys from" in done.stderr
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 10)
+def test_background_selects_the_b_runs(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(SCRIPT), "--database", "sqlite", "--seconds", "1"]
+    command += ["--only", "b", "--background", "io_bound", "--rate", "20", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-4000:]}"
+    scenarios = json.loads(out.read_text())["databases"]["sqlite"]["scenarios"]
+    assert set(scenarios) == {"io_bound"}

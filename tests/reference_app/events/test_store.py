@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,9 +17,11 @@ from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task, TaskEvent
 from reference_app.events.lifecycle import EventType, IllegalTransition
 from reference_app.events.store import (
+    Append,
     ConcurrencyConflict,
     NewEvent,
     append_events,
+    append_many,
     renew_lease,
     start_stream,
 )
@@ -229,6 +231,47 @@ async def test_an_append_at_a_stale_or_future_version_conflicts_and_writes_nothi
     task = await stored_task(sessions, task_id)
     assert task is not None
     assert (task.status, task.version) == ("scheduled", 1)
+
+
+async def test_append_many_moves_every_stream_and_writes_their_events_in_one_insert(
+    sessions: SessionFactory,
+) -> None:
+    first, second = await new_task(sessions), await new_task(sessions)
+    await append(sessions, second, 1, [started()])
+    inserts: list[int] = []
+
+    async with session_scope(sessions) as session:
+        connection = await session.connection()
+
+        def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            if statement.startswith("INSERT INTO task_events"):
+                inserts.append(1)
+
+        event.listen(connection.sync_connection, "before_cursor_execute", count)
+        versions = await append_many(
+            session, [Append(first, 1, [started()]), Append(second, 2, [succeeded()])]
+        )
+        event.remove(connection.sync_connection, "before_cursor_execute", count)
+
+    assert versions == [2, 3]
+    assert len(inserts) == 1
+    assert await stored_events(sessions, first) == [(1, "task_scheduled"), (2, "task_started")]
+    assert [t for _, t in await stored_events(sessions, second)][-1] == "task_succeeded"
+
+
+async def test_append_many_with_one_stale_stream_conflicts_and_its_transaction_commits_nothing(
+    sessions: SessionFactory,
+) -> None:
+    fresh, stale = await new_task(sessions), await new_task(sessions)
+
+    with pytest.raises(ConcurrencyConflict):
+        async with session_scope(sessions) as session:
+            await append_many(
+                session, [Append(fresh, 1, [started()]), Append(stale, 2, [started()])]
+            )
+
+    for task_id in (fresh, stale):
+        assert await stored_events(sessions, task_id) == [(1, "task_scheduled")]
 
 
 async def test_an_append_to_an_unknown_task_conflicts(sessions: SessionFactory) -> None:
