@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
 from typing import Any
@@ -255,44 +255,57 @@ class TaskRunner:
             request_id=claim.request_id,
         ):
             log.info("task_started")
-            started = time.perf_counter()
-            try:
-                result = await self._run_handler(ctx, claim)
-            except asyncio.CancelledError:
-                await self._record_cancelled(claim)
-                raise
-            except Exception as exc:
-                if is_transient(exc):  # expected now and then: one line, no traceback
-                    log.warning(
-                        "attempt_failed", transient=True, error=f"{type(exc).__name__}: {exc}"
-                    )
-                else:
-                    log.exception("attempt_failed", transient=False)
-                # Recorded, so handled: only a failure to record reaches the shield.
-                await self._record_failure(claim, exc, _elapsed_ms(started))
-                return
-            await self._record(
-                claim,
-                [
-                    success_event(
-                        attempt=claim.attempt, result=result, duration_ms=_elapsed_ms(started)
-                    )
-                ],
-            )
-            log.info("task_succeeded")
+            # The lease is renewed until the outcome is committed, not just while the body
+            # runs: a slow commit must not make the sweeper think this process died.
+            async with self._leased(claim):
+                await self._run_and_record(ctx, claim)
 
-    async def _run_handler(self, ctx: TaskContext, claim: Claim) -> dict[str, Any]:
-        """The task body, with its lease renewed while it runs."""
-        heartbeat = asyncio.create_task(self._keep_lease(claim), name=f"lease-{claim.task_id}")
+    async def _run_and_record(self, ctx: TaskContext, claim: Claim) -> None:
+        started = time.perf_counter()
         try:
-            return await self.handlers[claim.kind](ctx)
-        finally:
-            heartbeat.cancel()
+            result = await self.handlers[claim.kind](ctx)
+        except asyncio.CancelledError:
+            await self._record_cancelled(claim)
+            raise
+        except Exception as exc:
+            if is_transient(exc):  # expected now and then: one line, no traceback
+                log.warning("attempt_failed", transient=True, error=f"{type(exc).__name__}: {exc}")
+            else:
+                log.exception("attempt_failed", transient=False)
+            # Recorded, so handled: only a failure to record reaches the shield.
+            await self._record_failure(claim, exc, _elapsed_ms(started))
+            return
+        await self._record(
+            claim,
+            [success_event(attempt=claim.attempt, result=result, duration_ms=_elapsed_ms(started))],
+        )
+        log.info("task_succeeded")
 
-    async def _keep_lease(self, claim: Claim) -> None:
+    @contextlib.asynccontextmanager
+    async def _leased(self, claim: Claim) -> AsyncIterator[None]:
+        """Keep renewing the claim's lease for as long as the block runs."""
+        stop = asyncio.Event()
+        heartbeat = asyncio.create_task(
+            self._keep_lease(claim, stop), name=f"lease-{claim.task_id}"
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            # Let a renewal in flight finish: cancelling it mid-query would throw away a
+            # pooled connection. One that hangs (the database is gone) is cancelled.
+            try:
+                await asyncio.wait([heartbeat], timeout=self.lease.total_seconds() / 3)
+            finally:
+                heartbeat.cancel()
+
+    async def _keep_lease(self, claim: Claim, stop: asyncio.Event) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
             try:
                 async with session_scope(self.sessions) as session:
                     kept = await renew_lease(
@@ -302,7 +315,7 @@ class TaskRunner:
                         owner=self.owner,
                         until=utcnow() + self.lease,
                     )
-                if not kept:
+                if not kept and not stop.is_set():  # after our outcome, the version moved on
                     log.warning("lease_lost")
                     return
             except Exception:

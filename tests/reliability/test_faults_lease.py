@@ -3,9 +3,9 @@
 Found by the webhook-fault scenario on a loaded machine: deliveries whose outcome took
 longer than the lease to commit (pool and event-loop waits) were rerun by the sweeper
 ("LeaseExpired ... its process stopped") although their process was alive and their POST
-had succeeded, so the receiver got them twice. The heartbeat stops when the task body
-returns (``TaskRunner._run_handler``), before the outcome is committed (``_record``);
-nothing renews the lease in between.
+had succeeded, so the receiver got them twice. The heartbeat used to stop when the task
+body returned, before the outcome was committed; now ``TaskRunner._leased`` renews the
+lease until the outcome is committed.
 """
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ from tests.conftest import AUTH_A, make_settings, wait_for_status
 LEASE = 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reference_app bug: the lease is not renewed between the end of the task body and "
-        "the commit of its outcome; a commit slower than the lease gets a finished attempt "
-        "rerun by the sweeper (a duplicate side effect with no crash)"
-    ),
-)
 async def test_an_outcome_committed_after_the_lease_does_not_rerun_the_finished_body(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
