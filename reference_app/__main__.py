@@ -7,18 +7,10 @@ import asyncio
 
 from reference_app.core.config import get_settings
 from reference_app.db.engine import create_engine, create_session_factory, session_scope
-from reference_app.db.migrate import upgrade_database
+from reference_app.db.migrate import migrate_database
 from reference_app.events.projection import rebuild_projection
 
 __all__ = ["main"]
-
-
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade_database(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _rebuild(url: str) -> int:
@@ -39,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     url = args.database_url or get_settings().database_url
     if args.command == "migrate":
-        asyncio.run(_migrate(url))
+        asyncio.run(migrate_database(url))
         print("schema is at head")
     else:
         count = asyncio.run(_rebuild(url))

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from reference_app.db.engine import create_engine, create_session_factory, session_scope
-from reference_app.db.migrate import upgrade_database
+from reference_app.db.migrate import migrate_database
 from reference_app.db.models import Task, TaskEvent
 from reference_app.events.lifecycle import TERMINAL_STATUSES
 from reliability._loop import run_async
@@ -45,14 +45,6 @@ def postgres_url() -> str:
     return os.environ.get("RELIABILITY_POSTGRES_URL", default)
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade_database(engine)
-    finally:
-        await engine.dispose()
-
-
 def _admin_dsn() -> str:
     url = make_url(postgres_url()).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
@@ -79,7 +71,7 @@ def fresh_database(backend: str) -> Iterator[str]:
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="reliability-") as folder:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}"
-            run_async(lambda: _migrate(url))
+            run_async(lambda: migrate_database(url))
             yield url
         return
     if backend != "postgresql":
@@ -88,7 +80,7 @@ def fresh_database(backend: str) -> Iterator[str]:
     run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(postgres_url()).set(database=name).render_as_string(hide_password=False)
-        run_async(lambda: _migrate(url))
+        run_async(lambda: migrate_database(url))
         yield url
     finally:
         run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

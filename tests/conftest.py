@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.core.config import Settings
 from reference_app.db.engine import SessionFactory, create_engine, create_session_factory
-from reference_app.db.migrate import upgrade_database
+from reference_app.db.migrate import migrate_database
 from reference_app.main import create_app
 
 T = TypeVar("T")
@@ -66,18 +66,10 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade_database(engine)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    run_async(lambda: _migrate(f"sqlite+aiosqlite:///{path}"))
+    run_async(lambda: migrate_database(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -95,7 +87,7 @@ def postgres_template() -> Iterator[str]:
     run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
     template_url = make_url(TEST_POSTGRES_URL).set(database=name)
-    run_async(lambda: _migrate(template_url.render_as_string(hide_password=False)))
+    run_async(lambda: migrate_database(template_url.render_as_string(hide_password=False)))
     yield name
     run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

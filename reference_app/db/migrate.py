@@ -9,7 +9,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["alembic_config", "upgrade_database"]
+from reference_app.db.engine import create_engine
+
+__all__ = ["alembic_config", "migrate_database", "upgrade_database"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -31,3 +33,12 @@ async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+async def migrate_database(url: str, revision: str = "head") -> None:
+    """``upgrade_database`` for a URL, on an engine of its own that is disposed after."""
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine, revision)
+    finally:
+        await engine.dispose()
