@@ -3,15 +3,29 @@
     .venv/bin/python scripts/bench_accept.py [--database sqlite|postgres|both]
         [--seconds N] [--connections N] [--json PATH]
 
-For each database it starts ``uvicorn reference_app.main:app`` (one worker,
+First, once:
+
+  f  the floor: the same POST, back to back at C connections, against
+     scripts/_floor_app.py, the reference app's request path (middleware,
+     dependencies, models, route signature) with no database write and no task.
+     What FastAPI alone costs per request here, the ceiling of run a.
+
+Then for each database it starts ``uvicorn reference_app.main:app`` (one worker,
 access log off, on a free 127.0.0.1 port) against a fresh database, warms it
 up, and runs, each for ``--seconds``:
 
   c  GET /health alone at C connections: the baseline, run first on an idle server;
   a  durable accept: C connections POST /process-data (background, io_ms=0) back
      to back, while a separate probe sends GET /health every 20 ms;
+  r  durable accept at a fixed rate (``--accept-rate``, open model, timed from each
+     POST's intended send time), with the probe: the 202's p95 against the probe's
+     p95 under the same load, at a load the server can sustain;
   b  health under background work: POSTs at a fixed rate that schedule I/O-bound
      work, CPU-bound work, and a backlog over the concurrency cap, with the probe.
+
+Every run also reports the server's CPU time per response, so a run's cost can
+be compared with the floor's and with the budget a target rate leaves
+(1 s / 1,500 = 667 us of one core per accepted task).
 
 After each task-producing run it waits for the backlog to drain and reads the
 event log: how many tasks had finished when the load stopped, and how long the
@@ -25,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import json
 import math
@@ -60,6 +75,12 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 DRAIN_POLL_SECONDS = 0.5
 
 HEALTH = RequestSpec("GET", "/health")
+RUNS = "fcarb"
+DEFAULT_ACCEPT_RATE = 300.0
+# The issue's target, 1,500 accepted tasks/s on one worker: the server CPU it leaves per task.
+TARGET_PER_S = 1500
+APP = "reference_app.main:app"
+FLOOR_APP = "_floor_app:app"  # in scripts/, next to this file
 
 
 def process_data(*, io_ms: int, cpu_ms: int = 0) -> RequestSpec:
@@ -80,6 +101,7 @@ BACKGROUND_RUNS = (
     BackgroundRun("cpu_bound", "b2 CPU-bound work", io_ms=0, cpu_ms=50),
     BackgroundRun("backlog", "b3 backlog over the cap", io_ms=2000, cpu_ms=0),
 )
+ACCEPT_AT_RATE = BackgroundRun("accept_rate", "r  POST accept at a fixed rate", io_ms=0, cpu_ms=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +113,10 @@ class Plan:
     warmup: float
     drain_timeout: float
     accept_io_ms: int = 0
-    # Which runs: "c" (health alone), "a" (durable accept), "b" (background work).
-    only: frozenset[str] = frozenset("cab")
+    accept_rate: float = DEFAULT_ACCEPT_RATE
+    # Which runs: "f" (floor), "c" (health alone), "a" (durable accept), "r" (accept at
+    # a fixed rate), "b" (background work).
+    only: frozenset[str] = frozenset(RUNS)
     # Which of the b runs, by key (see BACKGROUND_RUNS).
     background: tuple[str, ...] = tuple(run.key for run in BACKGROUND_RUNS)
 
@@ -261,14 +285,17 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def running_server(url: str, workdir: Path) -> Iterator[Server]:
-    """uvicorn with one worker on a free 127.0.0.1 port; stopped by PID on the way out."""
+def running_server(url: str, workdir: Path, *, floor: bool = False) -> Iterator[Server]:
+    """uvicorn with one worker on a free 127.0.0.1 port; stopped by PID on the way out.
+
+    ``floor``: serve scripts/_floor_app.py instead of the reference app."""
     port = _free_port()
+    app = ["--app-dir", str(Path(__file__).parent), FLOOR_APP] if floor else [APP]
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "reference_app.main:app",
+        *app,
         "--host",
         "127.0.0.1",
         "--port",
@@ -358,7 +385,14 @@ def _measure(
 
 def _costs(result: LoadResult) -> dict[str, Any]:
     window = result.window_seconds
+    responses = sum(1 for samples in result.samples.values() for status in samples.status if status)
     return {
+        # Every response of the run, probe included; CPU over the whole wall time of the run.
+        "server_cpu_us_per_response": (
+            None
+            if result.watched_cpu is None or not responses
+            else round(result.watched_cpu / responses * 1e6)
+        ),
         "loadgen_cpu_seconds": round(result.children_cpu, 2),
         "loadgen_cpu_share": round(result.children_cpu / window, 3),
         "loadgen_cpu_share_in_window": round(result.workers_cpu_in_window / window, 3),
@@ -405,11 +439,7 @@ def durable_accept(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
     result, costs = _measure(server, log, [(s,) for s in streams] + [_probe()], plan.seconds)
     posts, probe = result.samples["post"], result.samples["probe"]
     latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
-    ratio = (
-        round(latency["p95_ms"] / health["p95_ms"], 2)
-        if latency["p95_ms"] and health["p95_ms"]
-        else None
-    )
+    ratio = _ratio(latency["p95_ms"], health["p95_ms"])
     return {
         "duration_s": plan.seconds,
         "connections": plan.connections,
@@ -426,24 +456,66 @@ def durable_accept(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
     }
 
 
-def background_work(server: Server, log: TaskLog, plan: Plan, run: BackgroundRun) -> dict[str, Any]:
+def fixed_rate(
+    server: Server, log: TaskLog, plan: Plan, run: BackgroundRun, rate: float
+) -> dict[str, Any]:
+    """POSTs of ``run``'s work at ``rate`` per second, timed from their intended send times,
+    with the probe; used by run r (the accept at a sustainable load) and the b runs."""
     # Ten sends a second per connection: room for responses up to 100 ms before sends queue.
-    connections = max(2, math.ceil(plan.rate / 10))
-    post = Stream("post", process_data(io_ms=run.io_ms, cpu_ms=run.cpu_ms), connections, plan.rate)
+    connections = max(2, math.ceil(rate / 10))
+    post = Stream("post", process_data(io_ms=run.io_ms, cpu_ms=run.cpu_ms), connections, rate)
     result, costs = _measure(server, log, [(post,), _probe()], plan.seconds)
     posts = result.samples["post"]
+    latency, probe = posts.summary(plan.seconds), result.samples["probe"].summary(plan.seconds)
     return {
         "duration_s": plan.seconds,
-        "rate_per_s": plan.rate,
+        "rate_per_s": rate,
         "connections": connections,
         "io_ms": run.io_ms,
         "cpu_ms": run.cpu_ms,
         "accepted": posts.count(202),
-        "post_from_intended_start": posts.summary(plan.seconds),
-        "probe": result.samples["probe"].summary(plan.seconds),
+        "post_from_intended_start": latency,
+        "probe": probe,
+        "post_p95_over_health_p95": _ratio(latency["p95_ms"], probe["p95_ms"]),
         "tasks": _tasks_after(log, *_window(result), plan),
         **costs,
     }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def floor(plan: Plan) -> dict[str, Any]:
+    """Run f: the closed-loop POST of run a against scripts/_floor_app.py (no database)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp,
+        # A URL for the settings only: the floor app never opens a database.
+        running_server(f"sqlite+aiosqlite:///{tmp}/unused.db", Path(tmp), floor=True) as server,
+    ):
+        _say("floor", f"server pid {server.pid} on 127.0.0.1:{server.port}; warming up")
+        post = process_data(io_ms=0)
+        warm = _closed_loop("post", post, plan.connections, plan.workers)
+        run_load(server.port, [(s,) for s in warm], duration=plan.warmup)
+        _say("floor", "f  the same POST, no database and no task")
+        streams = _closed_loop("post", post, plan.connections, plan.workers)
+        workers = [(s,) for s in streams] + [_probe()]
+        result = run_load(server.port, workers, duration=plan.seconds, watch_pid=server.pid)
+        posts, probe = result.samples["post"], result.samples["probe"]
+        latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
+        return {
+            "server_command": server.command,
+            "duration_s": plan.seconds,
+            "connections": plan.connections,
+            "accepted": posts.count(202),
+            "accepted_per_s": round(
+                posts.count(202, completed_within=plan.seconds) / plan.seconds, 1
+            ),
+            "post": latency,
+            "probe": health,
+            "post_p95_over_health_p95": _ratio(latency["p95_ms"], health["p95_ms"]),
+            **_costs(result),
+        }
 
 
 def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
@@ -465,11 +537,15 @@ def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
             if "a" in plan.only:
                 _say(kind, "a  durable accept")
                 scenarios["accept"] = durable_accept(server, log, plan)
+            if "r" in plan.only:
+                _say(kind, f"r  durable accept at {plan.accept_rate:g}/s")
+                run = dataclasses.replace(ACCEPT_AT_RATE, io_ms=plan.accept_io_ms)
+                scenarios["accept_rate"] = fixed_rate(server, log, plan, run, plan.accept_rate)
             for run in BACKGROUND_RUNS if "b" in plan.only else ():
                 if run.key not in plan.background:
                     continue
                 _say(kind, run.label)
-                scenarios[run.key] = background_work(server, log, plan, run)
+                scenarios[run.key] = fixed_rate(server, log, plan, run, plan.rate)
             if {"a", "c"} <= plan.only:
                 baseline = scenarios["health_baseline"]["health"]["p95_ms"]
                 post = scenarios["accept"]["post"]["p95_ms"]
@@ -499,6 +575,54 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+_HEADER = (
+    f"{'scenario':<38}{'load':>10}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}"
+    f" | {'health p50':>10}{'p95':>7}{'p99':>7} | {'gen CPU':>7}{'srv CPU':>8}{'us/resp':>8}"
+)
+
+
+def row(label: str, load: str, rate: float, lat: dict[str, Any], probe: Any, r: Any) -> str:
+    """One line of a table: latencies, the probe's, and what the run cost."""
+    health = (
+        f"{_f(probe['p50_ms'], 2):>10}{_f(probe['p95_ms'], 2):>7}{_f(probe['p99_ms'], 2):>7}"
+        if probe
+        else f"{'':>24}"
+    )
+    us = r.get("server_cpu_us_per_response")
+    return (
+        f"{label:<38}{load:>10}{_f(rate):>9}{_f(lat['p50_ms'], 2):>8}"
+        f"{_f(lat['p95_ms'], 2):>8}{_f(lat['p99_ms'], 2):>8} | {health} |"
+        f"{_f(r['loadgen_cpu_share'], 2):>7}{_f(r['server_cpu_share'], 2):>8}"
+        f"{'-' if us is None else us:>8}"
+    )
+
+
+def format_floor(f: dict[str, Any], meta: dict[str, Any]) -> str:
+    budget = round(1e6 / TARGET_PER_S)
+    return "\n".join(
+        [
+            "== Floor: the reference request path with no database write and no task"
+            " (scripts/_floor_app.py)",
+            f"   uvicorn, 1 worker, access log OFF, loop={meta['server_loop']};"
+            f" {meta['seconds']:g} s",
+            "",
+            _HEADER,
+            row(
+                "f  POST 202, nothing committed",
+                f"{meta['connections']} conn",
+                f["accepted_per_s"],
+                f["post"],
+                f["probe"],
+                f,
+            ),
+            "",
+            f"us/resp = server CPU per response (probe included). The target of {TARGET_PER_S:,}"
+            f" accepted tasks/s on one worker leaves {budget} us of one core per task, for the",
+            "request, its commit and the task's own run; the floor is the request alone.",
+        ]
+    )
+
+
 def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str:
     s = result["scenarios"]
     title = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
@@ -507,22 +631,8 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
         f"   uvicorn, 1 worker, access log OFF, APP_LOG_LEVEL=WARNING, loop={meta['server_loop']};"
         f" {meta['seconds']:g} s per run; max_concurrent_tasks={meta['max_concurrent_tasks']}",
         "",
-        f"{'scenario':<38}{'load':>10}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}"
-        f" | {'health p50':>10}{'p95':>7}{'p99':>7} | {'gen CPU':>7}{'srv CPU':>8}",
+        _HEADER,
     ]
-
-    def row(label: str, load: str, rate: float, lat: dict[str, Any], probe: Any, r: Any) -> str:
-        health = (
-            f"{_f(probe['p50_ms'], 2):>10}{_f(probe['p95_ms'], 2):>7}{_f(probe['p99_ms'], 2):>7}"
-            if probe
-            else f"{'':>24}"
-        )
-        return (
-            f"{label:<38}{load:>10}{_f(rate):>9}{_f(lat['p50_ms'], 2):>8}"
-            f"{_f(lat['p95_ms'], 2):>8}{_f(lat['p99_ms'], 2):>8} | {health} |"
-            f"{_f(r['loadgen_cpu_share'], 2):>7}{_f(r['server_cpu_share'], 2):>8}"
-        )
-
     conns = f"{meta['connections']} conn"
     if c := s.get("health_baseline"):
         out.append(
@@ -539,7 +649,7 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
                 a,
             )
         )
-    for run in BACKGROUND_RUNS:
+    for run in (ACCEPT_AT_RATE, *BACKGROUND_RUNS):
         if run.key not in s:
             continue
         b = s[run.key]
@@ -550,13 +660,17 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
         )
     out += [
         "",
-        "Latencies in ms. Rows b time each POST from its intended send time (fixed arrival rate).",
-        "CPU in cores: gen = load generator processes (start-up included), srv = uvicorn process.",
+        "Latencies in ms. Rows r and b time each POST from its intended send time (fixed"
+        " arrival rate).",
+        "CPU in cores: gen = load generator processes (start-up included), srv = uvicorn process;"
+        " us/resp = server CPU per response.",
         "",
-        "req/s: c = responses, a = 202s completed in the window, b = POSTs sent.",
+        "req/s: c = responses, a = 202s completed in the window, r and b = POSTs sent.",
         f"a: POST p95 / health-probe p95 in the same window ="
         f" {_f(a['post_p95_over_health_p95'], 2) if a else '-'}; / run c's p95 ="
         f" {_f(a.get('post_p95_over_baseline_health_p95'), 2) if a else '-'}",
+        f"r: POST p95 / health-probe p95 in the same window ="
+        f" {_f(r['post_p95_over_health_p95'], 2) if (r := s.get('accept_rate')) else '-'}",
         f"Unexpected statuses and client errors, all runs: {_anomalies(s) or 'none'}",
         "",
         f"{'tasks':<38}{'202s':>8}{'in db':>8}{'done@stop':>11}{'drain s':>9}"
@@ -564,7 +678,7 @@ def format_table(kind: str, result: dict[str, Any], meta: dict[str, Any]) -> str
     ]
     for key, label in [
         ("accept", "a  durable accept"),
-        *((r.key, r.label) for r in BACKGROUND_RUNS),
+        *((run.key, run.label) for run in (ACCEPT_AT_RATE, *BACKGROUND_RUNS)),
     ]:
         if key not in s:
             continue
@@ -625,6 +739,7 @@ def _metadata(plan: Plan) -> dict[str, Any]:
         "seconds": plan.seconds,
         "connections": plan.connections,
         "rate_per_s": plan.rate,
+        "accept_rate_per_s": plan.accept_rate,
         "loadgen_workers": plan.workers,
         "warmup_s": plan.warmup,
         "probe_interval_ms": PROBE_INTERVAL_MS,
@@ -654,9 +769,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="io_ms of the tasks in run a (0: every task also runs at once, in the same process)",
     )
     parser.add_argument(
+        "--accept-rate",
+        type=float,
+        default=DEFAULT_ACCEPT_RATE,
+        help="POSTs per second in run r (a load the server should sustain)",
+    )
+    parser.add_argument(
         "--only",
-        default="cab",
-        help="the runs to do, in their order: any of c (health alone), a (accept), b (background)",
+        default=RUNS,
+        help=(
+            "the runs to do, in their order: any of f (floor, no database), c (health alone),"
+            " a (accept), r (accept at --accept-rate), b (background)"
+        ),
     )
     parser.add_argument(
         "--background",
@@ -668,10 +792,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.background = tuple(k.strip() for k in args.background.split(",") if k.strip())
     if not args.background or set(args.background) - keys:
         parser.error(f"--background takes keys from {sorted(keys)}")
-    if args.seconds <= 0 or args.connections < 1 or args.rate <= 0 or args.workers < 1:
-        parser.error("--seconds, --connections, --rate and --workers must be positive")
-    if not args.only or set(args.only) - set("cab"):
-        parser.error("--only takes letters from 'cab'")
+    if (
+        args.seconds <= 0
+        or args.connections < 1
+        or args.rate <= 0
+        or args.accept_rate <= 0
+        or args.workers < 1
+    ):
+        parser.error(
+            "--seconds, --connections, --rate, --accept-rate and --workers must be positive"
+        )
+    if not args.only or set(args.only) - set(RUNS):
+        parser.error(f"--only takes letters from '{RUNS}'")
     return args
 
 
@@ -685,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=min(3.0, args.seconds) if args.warmup is None else args.warmup,
         drain_timeout=args.drain_timeout,
         accept_io_ms=args.accept_io_ms,
+        accept_rate=args.accept_rate,
         only=frozenset(args.only),
         background=args.background,
     )
@@ -695,6 +828,15 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"meta": meta, "databases": {}}
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     exit_code = 0
+    if "f" in plan.only:
+        try:
+            report["floor"] = floor(plan)
+        except Exception as exc:
+            traceback.print_exc()
+            report["floor"] = {"error": f"{type(exc).__name__}: {exc}"}
+            exit_code = 1
+        else:
+            print(format_floor(report["floor"], meta), end="\n\n", flush=True)
     for kind in kinds:
         try:
             result = bench_database(kind, plan)

@@ -40,6 +40,8 @@ def _require_postgres() -> None:
 def _run_bench(database: str, out: Path) -> dict[str, Any]:
     command = [sys.executable, str(SCRIPT), "--database", database, "--seconds", "1"]
     command += ["--connections", "4", "--json", str(out)]
+    if database == "postgres":
+        command += ["--only", "carb"]  # every run but the floor, which has no database
     done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
     report: dict[str, Any] = json.loads(out.read_text())
@@ -61,7 +63,7 @@ def test_a_short_run_reports_accepted_tasks_and_only_2xx_in_the_accept_scenario(
     assert report["meta"]["access_log"] is False
     assert list(report["databases"]) == [database]
     scenarios = report["databases"][database]["scenarios"]
-    assert set(scenarios) == {"health_baseline", "accept", *BACKGROUND_RUNS}
+    assert set(scenarios) == {"health_baseline", "accept", "accept_rate", *BACKGROUND_RUNS}
 
     assert scenarios["health_baseline"]["health"]["per_second"] > 0
     assert scenarios["health_baseline"]["health"]["statuses"].keys() == {"200"}
@@ -78,19 +80,31 @@ def test_a_short_run_reports_accepted_tasks_and_only_2xx_in_the_accept_scenario(
     # Every 202 has its task committed in the database.
     assert accept["tasks"]["accepted_in_db"] >= accept["accepted"]
 
-    for key in BACKGROUND_RUNS:
+    for key in ("accept_rate", *BACKGROUND_RUNS):
         run = scenarios[key]
         assert run["accepted"] > 0, key
         assert run["tasks"]["accepted_in_db"] >= run["accepted"], key
         assert run["probe"]["p99_ms"] is not None, key
         assert 0 <= run["tasks"]["finished_at_stop"] <= run["tasks"]["accepted_in_db"], key
+        assert run["post_p95_over_health_p95"] > 0, key
+        assert run["server_cpu_us_per_response"] > 0, key
+
+    if database == "postgres":
+        assert "floor" not in report  # --only carb: the floor has no database to vary
+        return
+    # The floor served the same POST with 202s, from its own app.
+    floor = report["floor"]
+    assert floor["accepted"] > 0
+    assert floor["post"]["statuses"].keys() == {"202"}
+    assert any("_floor_app:app" in part for part in floor["server_command"])
+    assert floor["server_cpu_us_per_response"] > 0
 
 
 def test_only_refuses_runs_it_does_not_know() -> None:
     command = [sys.executable, str(SCRIPT), "--only", "ax"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
-    assert "--only takes letters from 'cab'" in done.stderr
+    assert "--only takes letters from 'fcarb'" in done.stderr
 
 
 def test_background_refuses_runs_it_does_not_know() -> None:
