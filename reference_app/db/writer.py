@@ -11,8 +11,9 @@ Two kinds of unit share a batch:
 
 - ``run(unit)``: a coroutine function of a session, run as it is;
 - ``run_batched(unit, item)``: a coroutine function of a session and a list of
-  items. All items submitted for the same ``unit`` in one batch go to a single
-  call, so it can write them with one multi-row statement per table.
+  items that returns one result per item. All items submitted for the same
+  ``unit`` in one batch go to a single call, so it can read and write them with
+  one statement per table instead of one per item.
 
 If a batch fails, it is rolled back and each unit is run again in its own
 transaction, so only the failing caller sees its error. A database outage is
@@ -38,7 +39,8 @@ __all__ = ["BatchUnit", "Unit", "Writer"]
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 Unit = Callable[[AsyncSession], Awaitable[T]]
-BatchUnit = Callable[[AsyncSession, Sequence[I]], Awaitable[None]]
+# Items in, one result per item out, in the same order.
+BatchUnit = Callable[[AsyncSession, Sequence[I]], Awaitable[Sequence[T]]]
 
 
 @dataclass(slots=True)
@@ -50,7 +52,8 @@ class _Entry:
 
     async def run_alone(self, session: AsyncSession) -> Any:
         if self.batched:
-            return await self.unit(session, [self.item])
+            (result,) = await self.unit(session, [self.item])
+            return result
         return await self.unit(session)
 
 
@@ -76,14 +79,15 @@ class Writer:
         result: T = await self._submit(_Entry(unit, None, False, self._future()))
         return result
 
-    async def run_batched(self, unit: BatchUnit[I], item: I) -> None:
-        """Have ``unit`` write ``item``, with the other items for ``unit`` in the same batch;
-        return once they are committed."""
+    async def run_batched(self, unit: BatchUnit[I, T], item: I) -> T:
+        """Have ``unit`` handle ``item``, with the other items for ``unit`` in the same batch;
+        return its result for ``item`` once the batch is committed."""
         if not self.group_commit:
             async with session_scope(self.sessions) as session:
-                await unit(session, [item])
-            return
-        await self._submit(_Entry(unit, item, True, self._future()))
+                (result,) = await unit(session, [item])
+            return result
+        batched: T = await self._submit(_Entry(unit, item, True, self._future()))
+        return batched
 
     async def close(self) -> None:
         """Finish what is queued, then stop the commit loop."""
@@ -153,14 +157,16 @@ class Writer:
 async def _run_batch(session: AsyncSession, batch: list[_Entry]) -> list[Any]:
     """Run a batch's units in ``session``; the results in the batch's order."""
     results: list[Any] = [None] * len(batch)
-    groups: dict[Callable[..., Awaitable[Any]], list[Any]] = {}
+    groups: dict[Callable[..., Awaitable[Any]], list[int]] = {}
     for i, entry in enumerate(batch):
         if entry.batched:
-            groups.setdefault(entry.unit, []).append(entry.item)
+            groups.setdefault(entry.unit, []).append(i)
         else:
             results[i] = await entry.unit(session)
-    for unit, items in groups.items():
-        await unit(session, items)
+    for unit, positions in groups.items():
+        outs = await unit(session, [batch[i].item for i in positions])
+        for i, out in zip(positions, outs, strict=True):
+            results[i] = out
     return results
 
 

@@ -5,6 +5,11 @@ where it still holds the version the caller read; otherwise nothing is
 written and ``ConcurrencyConflict`` is raised, rolling back the caller's
 transaction. That optimistic check is also the claim lock: of several
 processes trying to start the same task, exactly one appends ``task_started``.
+
+Appends come in batches (the group committer hands over every claim or
+outcome of a transaction at once), so the statements do not grow with the
+batch: one SELECT locks and checks every stream's row, one UPDATE per shape of
+change moves them (executemany), and one INSERT writes all their events.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, select, update
+from sqlalchemy import Table, Update, bindparam, false, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,19 +58,33 @@ _insert_tasks = insert(_tasks)
 _insert_events = insert(_events)
 
 
+def _allowed(first: EventType) -> frozenset[str]:
+    return frozenset(s.value for s in statuses_before(first))
+
+
 def _versioned_update(first: EventType) -> Update:
     """The projection UPDATE for a batch that starts with ``first``. It sets the columns
     named in its parameters, and only where the row still holds the expected version."""
-    allowed = sorted(s.value for s in statuses_before(first))
     return update(_tasks).where(
         _tasks.c.id == bindparam("expected_id"),
         _tasks.c.version == bindparam("expected_version"),
         # The stored status tells the last committed event, so this checks the transition.
-        _tasks.c.status.in_(allowed),
+        # Equalities, not IN: an IN list is an "expanding" parameter, which executemany refuses.
+        or_(false(), *(_tasks.c.status == status for status in sorted(_allowed(first)))),
     )
 
 
 _append = {event_type: _versioned_update(event_type) for event_type in EventType}
+_allowed_after = {event_type: _allowed(event_type) for event_type in EventType}
+# The rows an append will move, locked until commit: FOR UPDATE on PostgreSQL (in id
+# order, so two batches lock their common rows in the same order), and on SQLite the
+# transaction's BEGIN IMMEDIATE already holds the database's only write lock.
+_lock_streams = (
+    select(_tasks.c.id, _tasks.c.version, _tasks.c.status)
+    .where(_tasks.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_tasks.c.id)
+    .with_for_update()
+)
 _renew_lease = (
     update(_tasks)
     .where(
@@ -123,8 +142,9 @@ async def start_stream(session: AsyncSession, task_id: uuid.UUID, scheduled: New
 
 async def start_streams(
     session: AsyncSession, streams: Sequence[tuple[uuid.UUID, NewEvent]]
-) -> None:
-    """``start_stream`` for many streams, with one INSERT per table for all of them."""
+) -> list[uuid.UUID]:
+    """``start_stream`` for many streams, with one INSERT per table for all of them.
+    Returns their ids, in order."""
     tasks: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for task_id, scheduled in streams:
@@ -135,6 +155,7 @@ async def start_streams(
     if tasks:
         await session.execute(_insert_tasks, tasks)
         await session.execute(_insert_events, events)
+    return [task_id for task_id, _ in streams]
 
 
 async def append_events(
@@ -169,37 +190,49 @@ class Append:
 
 
 async def append_many(session: AsyncSession, appends: Sequence[Append]) -> list[int]:
-    """``append_events`` for several streams: a versioned UPDATE each, then one INSERT for
-    all their events. Returns each stream's new version; raises as ``append_events`` does."""
+    """``append_events`` for several streams, in statements that do not grow with their
+    number. Returns each stream's new version; raises as ``append_events`` does, before
+    anything is written."""
+    if not appends:
+        return []
+    ids = [a.task_id for a in appends]
+    if len(set(ids)) != len(ids):
+        # The second append to a stream would expect the version the first one replaces.
+        raise ConcurrencyConflict("two appends to one stream in one batch")
+    locked = await session.execute(_lock_streams, {"ids": ids})
+    current = {row.id: row for row in locked}
+    updates: dict[tuple[EventType, tuple[str, ...]], list[dict[str, Any]]] = {}
     rows: list[dict[str, Any]] = []
     for a in appends:
         types = [e.type for e in a.events]
         check_batch(types)
+        row = current.get(a.task_id)
+        if row is None or row.version != a.expected_version:
+            raise ConcurrencyConflict(
+                f"task {a.task_id} is no longer at version {a.expected_version}"
+            )
+        if row.status not in _allowed_after[types[0]]:
+            raise IllegalTransition(f"{types[0]} may not follow a task in status {row.status}")
         first = a.expected_version + 1
-        result = await session.execute(
-            _append[types[0]],
-            {
-                "expected_id": a.task_id,
-                "expected_version": a.expected_version,
-                **_merged_changes(first, a.events),
-            },
-        )
-        if not isinstance(result, CursorResult) or result.rowcount != 1:
-            await _explain_refusal(session, a.task_id, a.expected_version, types[0])
+        params = {
+            "expected_id": a.task_id,
+            "expected_version": a.expected_version,
+            **_merged_changes(first, a.events),
+        }
+        # executemany compiles its statement from the first row's keys: one group per shape.
+        updates.setdefault((types[0], tuple(sorted(params))), []).append(params)
         rows += _rows(a.task_id, a.owner_id or a.task_id, first, a.events)
-    if rows:
-        await session.execute(_insert_events, rows)
+    sane_multi_rowcount = session.get_bind().dialect.supports_sane_multi_rowcount
+    for (first_type, _), group in updates.items():
+        result = await session.execute(_append[first_type], group)
+        # The rows are locked and checked, so every UPDATE applies; the versioned WHERE and
+        # this count are a second line of defence (asyncpg reports no executemany count).
+        if (len(group) == 1 or sane_multi_rowcount) and (
+            not isinstance(result, CursorResult) or result.rowcount != len(group)
+        ):
+            raise ConcurrencyConflict("a locked, checked stream did not move")
+    await session.execute(_insert_events, rows)
     return [a.expected_version + len(a.events) for a in appends]
-
-
-async def _explain_refusal(
-    session: AsyncSession, task_id: uuid.UUID, expected_version: int, first: EventType
-) -> NoReturn:
-    query = select(_tasks.c.version, _tasks.c.status).where(_tasks.c.id == task_id)
-    row = (await session.execute(query)).first()
-    if row is None or row.version != expected_version:
-        raise ConcurrencyConflict(f"task {task_id} is no longer at version {expected_version}")
-    raise IllegalTransition(f"{first} may not follow a task in status {row.status}")
 
 
 async def renew_lease(

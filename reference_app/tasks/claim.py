@@ -35,8 +35,8 @@ _columns = (
 # A row of the selects below.
 ClaimRow: TypeAlias = Row[*tuple[Any, ...]]
 
-# One task by id (parameter ``task_id``).
-select_claimable = select(*_columns).where(_tasks.c.id == bindparam("task_id"))
+# Tasks by id (parameter ``task_ids``, a list): the just-scheduled tasks of one batch.
+select_claimable = select(*_columns).where(_tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 
 # Scheduled and retrying tasks due by ``now``, oldest first, at most ``limit``. Rows another
 # process has locked are skipped (PostgreSQL; SQLite has one writer at a time anyway).

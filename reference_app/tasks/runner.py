@@ -25,10 +25,9 @@ from reference_app.events.store import (
     Append,
     ConcurrencyConflict,
     NewEvent,
-    append_events,
     append_many,
     renew_lease,
-    start_stream,
+    start_streams,
 )
 from reference_app.tasks.claim import (
     Claim,
@@ -146,20 +145,24 @@ class TaskRunner:
     async def recover_expired_leases(self) -> int:
         """Fail the attempts of running tasks whose owner stopped renewing, and schedule retries."""
         now = utcnow()
-        deliveries: list[uuid.UUID] = []
         async with session_scope(self.sessions) as session:
             rows = (await session.execute(select_expired_leases, {"now": now})).all()
-            for row in rows:
-                claim = Claim.of(row, version=row.version, attempt=row.attempts)
-                events = failure_events(
-                    attempt=row.attempts,
-                    max_attempts=row.max_attempts,
-                    error_type="LeaseExpired",
-                    error=f"lease held by {row.lease_owner} expired; its process stopped",
-                    transient=True,
-                    delay=0.0,
+            outcomes = [
+                (
+                    Claim.of(row, version=row.version, attempt=row.attempts),
+                    failure_events(
+                        attempt=row.attempts,
+                        max_attempts=row.max_attempts,
+                        error_type="LeaseExpired",
+                        error=f"lease held by {row.lease_owner} expired; its process stopped",
+                        transient=True,
+                        delay=0.0,
+                    ),
                 )
-                deliveries += await self._append_outcome(session, claim, events)
+                for row in rows
+            ]
+            enqueued = await self._append_outcomes(session, outcomes) if outcomes else []
+        deliveries = [delivery for each in enqueued for delivery in each]
         for row in rows:
             log.warning("lease_expired", task_id=str(row.id), kind=row.kind, attempt=row.attempts)
         self._run_soon(deliveries)
@@ -180,17 +183,20 @@ class TaskRunner:
     # Claiming ---------------------------------------------------------------
 
     async def _claim_scheduled(self, task_id: uuid.UUID) -> Claim | None:
-        async def claim(session: AsyncSession) -> Claim | None:
-            row = (await session.execute(select_claimable, {"task_id": task_id})).first()
-            if row is None or row.status != TaskStatus.SCHEDULED.value:
-                return None
-            (started,) = await self._start(session, [row])
-            return started
-
         try:
-            return await self.writer.run(claim)
+            return await self.writer.run_batched(self._claim_batch, task_id)
         except ConcurrencyConflict:
             return None  # the sweeper got there first
+
+    async def _claim_batch(
+        self, session: AsyncSession, task_ids: Sequence[uuid.UUID]
+    ) -> list[Claim | None]:
+        """Start the tasks of ``task_ids`` that are still scheduled: one read, one append for
+        all of them. None for the others (already claimed, or named twice)."""
+        rows = await session.execute(select_claimable, {"task_ids": sorted(set(task_ids))})
+        startable = [row for row in rows if row.status == TaskStatus.SCHEDULED.value]
+        started = {claim.task_id: claim for claim in await self._start(session, startable)}
+        return [started.pop(task_id, None) for task_id in task_ids]
 
     async def _start(self, session: AsyncSession, rows: Sequence[ClaimRow]) -> list[Claim]:
         """Start the next attempt of each row's task: a versioned append each, which is the
@@ -366,42 +372,41 @@ class TaskRunner:
 
     async def _record(self, claim: Claim, events: list[NewEvent]) -> None:
         try:
-            deliveries = await self.writer.run(
-                lambda session: self._append_outcome(session, claim, events)
-            )
+            deliveries = await self.writer.run_batched(self._append_outcomes, (claim, events))
         except ConcurrencyConflict:
             # Our lease expired and another attempt took over: its outcome wins.
             log.warning("attempt_superseded")
             return
         self._run_soon(deliveries)
 
-    async def _append_outcome(
-        self, session: AsyncSession, claim: Claim, events: list[NewEvent]
-    ) -> list[uuid.UUID]:
-        """Append an attempt's outcome; a final one with a webhook URL enqueues its delivery
-        in the same transaction. Returns the deliveries enqueued."""
-        await append_events(
-            session,
-            claim.task_id,
-            expected_version=claim.version,
-            events=events,
-            owner_id=claim.parent_id,
-        )
-        final = events[-1]
-        if claim.webhook_url is None or final.type not in TERMINAL_EVENTS:
-            return []
-        succeeded = final.type is EventType.TASK_SUCCEEDED
-        delivery_id, scheduled = schedule_delivery(
-            claim,
-            status="succeeded" if succeeded else "failed",
-            outcome={"result": final.payload["result"]}
-            if succeeded
-            else {"error": f"{final.payload['error_type']}: {final.payload['error']}"},
-            max_attempts=self._policy_for(WEBHOOK_KIND).max_attempts,
-            at=final.at,
-        )
-        await start_stream(session, delivery_id, scheduled)
-        return [delivery_id]
+    async def _append_outcomes(
+        self, session: AsyncSession, outcomes: Sequence[tuple[Claim, list[NewEvent]]]
+    ) -> list[list[uuid.UUID]]:
+        """Append attempts' outcomes; a final one with a webhook URL enqueues its delivery
+        in the same transaction. Returns the deliveries enqueued for each outcome."""
+        appends = [Append(c.task_id, c.version, events, c.parent_id) for c, events in outcomes]
+        await append_many(session, appends)
+        enqueued: list[list[uuid.UUID]] = []
+        deliveries: list[tuple[uuid.UUID, NewEvent]] = []
+        for claim, events in outcomes:
+            final = events[-1]
+            if claim.webhook_url is None or final.type not in TERMINAL_EVENTS:
+                enqueued.append([])
+                continue
+            succeeded = final.type is EventType.TASK_SUCCEEDED
+            delivery = schedule_delivery(
+                claim,
+                status="succeeded" if succeeded else "failed",
+                outcome={"result": final.payload["result"]}
+                if succeeded
+                else {"error": f"{final.payload['error_type']}: {final.payload['error']}"},
+                max_attempts=self._policy_for(WEBHOOK_KIND).max_attempts,
+                at=final.at,
+            )
+            deliveries.append(delivery)
+            enqueued.append([delivery[0]])
+        await start_streams(session, deliveries)
+        return enqueued
 
 
 def _elapsed_ms(started: float) -> float:

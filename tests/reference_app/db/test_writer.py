@@ -87,15 +87,17 @@ async def test_group_commit_shares_transactions(
 
 
 def contacts_unit(calls: list[int]):
-    """A batch unit: every item of the batch in one multi-row INSERT."""
+    """A batch unit: every item of the batch in one multi-row INSERT; each item's result is
+    its position in the call, to show that results go back to the right callers."""
 
-    async def unit(session: AsyncSession, items: Sequence[str]) -> None:
+    async def unit(session: AsyncSession, items: Sequence[str]) -> list[str]:
         calls.append(len(items))
         contacts = [
             {"org_id": "org-a", "email": e, "name": "n", "source_task_id": uuid.uuid4()}
             for e in items
         ]
         await session.execute(insert(Contact), contacts)
+        return [f"{email} #{i} of {len(items)}" for i, email in enumerate(items)]
 
     return unit
 
@@ -107,9 +109,11 @@ async def test_batched_items_are_written_together_and_each_caller_returns_after_
     calls: list[int] = []
     unit = contacts_unit(calls)
     writer = Writer(sessions, group_commit=group_commit)
-    await asyncio.gather(*(writer.run_batched(unit, f"{n}@x.test") for n in range(40)))
+    results = await asyncio.gather(*(writer.run_batched(unit, f"{n}@x.test") for n in range(40)))
     await writer.close()
 
+    # Each caller gets its own item's result back.
+    assert [r.split(" ")[0] for r in results] == [f"{n}@x.test" for n in range(40)]
     assert await emails(sessions) == sorted(f"{n}@x.test" for n in range(40))
     assert sum(calls) == 40
     if group_commit:
@@ -136,7 +140,10 @@ async def test_a_conflicting_item_fails_only_its_caller_and_the_rest_of_its_batc
     await writer.close()
 
     assert isinstance(outcomes[6], IntegrityError)
-    assert [o for i, o in enumerate(outcomes) if i != 6] == ["single@x.test"] + [None] * 10
+    assert outcomes[0] == "single@x.test"
+    # The batch was rolled back and each item written alone: the only one of its call.
+    expected = [f"{n}@x.test #0 of 1" for n in range(10)]
+    assert [o for i, o in enumerate(outcomes) if i not in (0, 6)] == expected
     assert await emails(sessions) == sorted(
         ["single@x.test", "taken@x.test", *(f"{n}@x.test" for n in range(10))]
     )

@@ -259,6 +259,48 @@ async def test_append_many_moves_every_stream_and_writes_their_events_in_one_ins
     assert [t for _, t in await stored_events(sessions, second)][-1] == "task_succeeded"
 
 
+async def test_append_many_uses_the_same_statements_for_ten_streams_as_for_one(
+    sessions: SessionFactory,
+) -> None:
+    # One locking SELECT, one UPDATE per shape of change (executemany), one INSERT: a batch
+    # of claims or outcomes costs a few statements, not a few per task.
+    async def statements_for(count: int) -> list[str]:
+        tasks = [await new_task(sessions) for _ in range(count)]
+        seen: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            seen.append(statement.split()[0])
+
+        async with session_scope(sessions) as session:
+            connection = await session.connection()
+            event.listen(connection.sync_connection, "before_cursor_execute", record)
+            versions = await append_many(session, [Append(t, 1, [started()]) for t in tasks])
+            event.remove(connection.sync_connection, "before_cursor_execute", record)
+        assert versions == [2] * count
+        for task_id in tasks:
+            assert await stored_events(sessions, task_id) == [
+                (1, "task_scheduled"),
+                (2, "task_started"),
+            ]
+        return seen
+
+    assert await statements_for(10) == await statements_for(1) == ["SELECT", "UPDATE", "INSERT"]
+
+
+async def test_two_appends_to_one_stream_in_one_batch_conflict_and_write_nothing(
+    sessions: SessionFactory,
+) -> None:
+    task_id = await new_task(sessions)
+
+    with pytest.raises(ConcurrencyConflict):
+        async with session_scope(sessions) as session:
+            await append_many(
+                session, [Append(task_id, 1, [started()]), Append(task_id, 1, [started()])]
+            )
+
+    assert await stored_events(sessions, task_id) == [(1, "task_scheduled")]
+
+
 async def test_append_many_with_one_stale_stream_conflicts_and_its_transaction_commits_nothing(
     sessions: SessionFactory,
 ) -> None:
