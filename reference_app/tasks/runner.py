@@ -199,8 +199,8 @@ class TaskRunner:
         return [started.pop(task_id, None) for task_id in task_ids]
 
     async def _start(self, session: AsyncSession, rows: Sequence[ClaimRow]) -> list[Claim]:
-        """Start the next attempt of each row's task: a versioned append each, which is the
-        claim lock, with their ``task_started`` events written in one INSERT."""
+        """Start the next attempt of each row's task: a versioned append of ``task_started``
+        each, which is the claim lock, all of them in one ``append_many``."""
         versions = await append_many(session, [self._started(row) for row in rows])
         return [
             Claim.of(row, version=version, attempt=row.attempts + 1)
