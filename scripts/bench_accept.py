@@ -371,16 +371,18 @@ def _probe() -> tuple[Stream, ...]:
 
 def _measure(
     server: Server, log: TaskLog, workers: list[tuple[Stream, ...]], seconds: float
-) -> tuple[LoadResult, dict[str, Any]]:
-    """Run the load; return what the workers recorded and what the run cost."""
+) -> tuple[LoadResult, dict[str, Any], datetime]:
+    """Run the load; return what the workers recorded, what the run cost, and a time before
+    its first request (the workers may send before ``started_at`` is taken)."""
     sessions_before = log.postgres_sessions()
+    since = datetime.now(UTC)
     result = run_load(server.port, workers, duration=seconds, watch_pid=server.pid)
     sessions_after = log.postgres_sessions()
     costs = _costs(result)
     if sessions_before is not None and sessions_after is not None:
         # Minus the one our own query opened: what the app's pool opened during the run.
         costs["db_connections_opened"] = sessions_after - sessions_before - 1
-    return result, costs
+    return result, costs, since
 
 
 def _costs(result: LoadResult) -> dict[str, Any]:
@@ -404,27 +406,28 @@ def _costs(result: LoadResult) -> dict[str, Any]:
     }
 
 
-def _tasks_after(log: TaskLog, start: datetime, stop: datetime, plan: Plan) -> dict[str, Any]:
+def _tasks_after(log: TaskLog, since: datetime, result: LoadResult, plan: Plan) -> dict[str, Any]:
+    """The run's tasks: those created since ``since``, a time taken before its first request
+    (no other run makes tasks meanwhile), so none is missed however the clocks start."""
     drain, left = log.wait_for_drain(plan.drain_timeout)
-    statuses = log.statuses_since(start)
+    statuses = log.statuses_since(since)
     return {
         "accepted_in_db": sum(statuses.values()),
-        "finished_at_stop": log.finished_between(start, stop),
+        "finished_at_stop": log.finished_between(since, _window_end(result)),
         "drain_seconds_after_stop": None if drain is None else round(drain, 1),
         "unfinished_after_drain_timeout": left,
         "statuses_after_drain": statuses,
     }
 
 
-def _window(result: LoadResult) -> tuple[datetime, datetime]:
-    """The load window on the wall clock, to compare with the event log's timestamps."""
-    start = datetime.fromtimestamp(result.started_at, UTC)
-    return start, start + timedelta(seconds=result.window_seconds)
+def _window_end(result: LoadResult) -> datetime:
+    """The end of the load window on the wall clock, to compare with the event log's."""
+    return datetime.fromtimestamp(result.started_at, UTC) + timedelta(seconds=result.window_seconds)
 
 
 def health_baseline(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
     streams = _closed_loop("health", HEALTH, plan.connections, plan.workers)
-    result, costs = _measure(server, log, [(s,) for s in streams], plan.seconds)
+    result, costs, _ = _measure(server, log, [(s,) for s in streams], plan.seconds)
     return {
         "duration_s": plan.seconds,
         "connections": plan.connections,
@@ -436,7 +439,7 @@ def health_baseline(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
 def durable_accept(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
     post = process_data(io_ms=plan.accept_io_ms)
     streams = _closed_loop("post", post, plan.connections, plan.workers)
-    result, costs = _measure(server, log, [(s,) for s in streams] + [_probe()], plan.seconds)
+    result, costs, since = _measure(server, log, [(s,) for s in streams] + [_probe()], plan.seconds)
     posts, probe = result.samples["post"], result.samples["probe"]
     latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
     ratio = _ratio(latency["p95_ms"], health["p95_ms"])
@@ -451,7 +454,7 @@ def durable_accept(server: Server, log: TaskLog, plan: Plan) -> dict[str, Any]:
         "post": latency,
         "probe": health,
         "post_p95_over_health_p95": ratio,
-        "tasks": _tasks_after(log, *_window(result), plan),
+        "tasks": _tasks_after(log, since, result, plan),
         **costs,
     }
 
@@ -464,7 +467,7 @@ def fixed_rate(
     # Ten sends a second per connection: room for responses up to 100 ms before sends queue.
     connections = max(2, math.ceil(rate / 10))
     post = Stream("post", process_data(io_ms=run.io_ms, cpu_ms=run.cpu_ms), connections, rate)
-    result, costs = _measure(server, log, [(post,), _probe()], plan.seconds)
+    result, costs, since = _measure(server, log, [(post,), _probe()], plan.seconds)
     posts = result.samples["post"]
     latency, probe = posts.summary(plan.seconds), result.samples["probe"].summary(plan.seconds)
     return {
@@ -477,7 +480,7 @@ def fixed_rate(
         "post_from_intended_start": latency,
         "probe": probe,
         "post_p95_over_health_p95": _ratio(latency["p95_ms"], probe["p95_ms"]),
-        "tasks": _tasks_after(log, *_window(result), plan),
+        "tasks": _tasks_after(log, since, result, plan),
         **costs,
     }
 
