@@ -19,15 +19,16 @@ from reference_app.core.logging import configure_logging, get_logger
 from reference_app.core.request_id import RequestIdMiddleware
 from reference_app.db.engine import create_engine, create_session_factory
 from reference_app.db.migrate import upgrade_database
-from reference_app.db.writer import Writer
+from reference_app.store import TaskStore
 from reference_app.tasks.context import Handler
 from reference_app.tasks.handlers import HANDLERS
 from reference_app.tasks.retry import RetryPolicy
-from reference_app.tasks.runner import TaskRunner
 from reference_app.tasks.sweeper import Sweeper
+from reference_app.tasks.worker import Worker
 from reference_app.webhooks.client import create_http_client
-from reference_app.webhooks.delivery import WEBHOOK_KIND, WebhookSender
-from reference_app.webhooks.ssrf import Resolver, system_resolver
+from reference_app.webhooks.delivery import WebhookSender
+from reference_app.webhooks.enqueue import WEBHOOK_KIND, delivery_hook
+from reference_app.webhooks.ssrf import AllowList, Resolver, system_resolver
 
 __all__ = ["app", "create_app"]
 
@@ -52,9 +53,20 @@ def create_app(
         if settings.should_migrate_on_startup:
             await upgrade_database(engine)
         sessions = create_session_factory(engine)
+        webhook_policy = RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            base_seconds=settings.webhook_retry_base_seconds,
+            cap_seconds=settings.webhook_retry_cap_seconds,
+        )
         # Group commit on both backends: a commit per accepted task is what capped the
         # accept rate, on SQLite (one writer) and on PostgreSQL (a pooled connection each).
-        writer = Writer(sessions, group_commit=True)
+        store = TaskStore(
+            sessions,
+            max_attempts=settings.task_max_attempts,
+            group_commit=True,
+            # The webhooks package's side effect of a task's end, in the same transaction.
+            terminal_hooks=[delivery_hook(max_attempts=webhook_policy.max_attempts)],
+        )
         # spawn, not fork: forking a process that runs an event loop and holds sockets is unsafe.
         cpu_pool = ProcessPoolExecutor(
             settings.cpu_workers, mp_context=multiprocessing.get_context("spawn")
@@ -70,38 +82,27 @@ def create_app(
         sender = WebhookSender(
             http_client,
             secrets=settings.webhook_secrets,
-            allow=settings.webhook_allow_list,
+            allow=AllowList.from_setting(settings.webhook_allow),
             resolver=resolver,
         )
-        runner = TaskRunner(
-            sessions=sessions,
+        worker = Worker(
+            store=store,
             handlers={**HANDLERS, WEBHOOK_KIND: sender.deliver, **(handlers or {})},
             policy=RetryPolicy(
                 max_attempts=settings.task_max_attempts,
                 base_seconds=settings.task_retry_base_seconds,
                 cap_seconds=settings.task_retry_cap_seconds,
             ),
-            policies={
-                WEBHOOK_KIND: RetryPolicy(
-                    max_attempts=settings.webhook_max_attempts,
-                    base_seconds=settings.webhook_retry_base_seconds,
-                    cap_seconds=settings.webhook_retry_cap_seconds,
-                )
-            },
+            policies={WEBHOOK_KIND: webhook_policy},
             capacity=settings.max_concurrent_tasks,
             lease_seconds=settings.lease_seconds,
+            sessions=sessions,
             cpu_pool=cpu_pool,
-            writer=writer,
         )
-        sweeper = Sweeper(runner, interval=settings.sweep_interval_seconds)
+        sweeper = Sweeper(store, worker, interval=settings.sweep_interval_seconds)
+        app.state.engine, app.state.sessions = engine, sessions
+        app.state.store, app.state.worker, app.state.sweeper = store, worker, sweeper
         app.state.http_client = http_client
-        app.state.writer = writer
-        app.state.engine, app.state.sessions, app.state.runner, app.state.sweeper = (
-            engine,
-            sessions,
-            runner,
-            sweeper,
-        )
         sweeper.start()
         # Startup leaves ~100k long-lived objects; a full collection over them froze the
         # event loop for 40-70 ms under load. Freeze them out of every later collection.
@@ -110,16 +111,16 @@ def create_app(
         log.info(
             "app_started",
             database=engine.url.render_as_string(hide_password=True),
-            owner=runner.owner,
+            owner=worker.owner,
         )
         try:
             yield
         finally:
             # uvicorn has already waited for requests and their background tasks.
             await sweeper.stop()
-            await runner.drain(settings.shutdown_grace_seconds)
+            await worker.drain(settings.shutdown_grace_seconds)
             await http_client.aclose()  # after the tasks that use it have drained
-            await writer.close()
+            await store.close()
             cpu_pool.shutdown(wait=False, cancel_futures=True)
             await engine.dispose()
             log.info("app_stopped")

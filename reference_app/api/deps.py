@@ -17,15 +17,22 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.core.config import Principal, Settings
-from reference_app.tasks.runner import TaskRunner
+from reference_app.store import TaskStore
+from reference_app.tasks.worker import Worker
 
 __all__ = [
     "CurrentUser",
     "IdempotencyKey",
-    "RunnerDep",
+    "JsonCaller",
     "SessionDep",
     "SettingsDep",
+    "StoreDep",
+    "WorkerDep",
     "get_current_user",
+    "get_json_caller",
+    "get_settings_from_app",
+    "get_store",
+    "get_worker",
     "require_json",
 ]
 
@@ -50,21 +57,26 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_runner(request: Request) -> TaskRunner:
-    runner: TaskRunner = request.app.state.runner
-    return runner
+async def get_store(request: Request) -> TaskStore:
+    """The app's task store; ``app.dependency_overrides[get_store]`` swaps it."""
+    store: TaskStore = request.app.state.store
+    return store
 
 
-RunnerDep = Annotated[TaskRunner, Depends(get_runner)]
+StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
-async def get_current_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The principal behind a valid ``Authorization: Bearer`` key, else 401."""
-    # From the app's state, not SettingsDep: one dependency fewer to solve per request.
-    settings: Settings = request.app.state.settings
+async def get_worker(request: Request) -> Worker:
+    worker: Worker = request.app.state.worker
+    return worker
+
+
+WorkerDep = Annotated[Worker, Depends(get_worker)]
+
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _principal(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     if credentials is not None:
         presented = credentials.credentials.encode()
         for key, principal in settings.api_keys.items():
@@ -75,6 +87,11 @@ async def get_current_user(
         detail="Missing or invalid API key: send `Authorization: Bearer <key>`.",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+async def get_current_user(settings: SettingsDep, credentials: BearerKey) -> Principal:
+    """The principal behind a valid ``Authorization: Bearer`` key, else 401."""
+    return _principal(settings, credentials)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
@@ -97,6 +114,18 @@ async def require_json(request: Request) -> None:
         raise HTTPException(
             status_code=415, detail="Send a JSON body with `Content-Type: application/json`."
         )
+
+
+async def get_json_caller(
+    request: Request, settings: SettingsDep, credentials: BearerKey
+) -> Principal:
+    """``require_json`` and ``get_current_user`` in one dependency, in that order: the
+    write endpoints solve one dependency for both (measured: docs/accept-path.md)."""
+    await require_json(request)
+    return _principal(settings, credentials)
+
+
+JsonCaller = Annotated[Principal, Depends(get_json_caller)]
 
 
 IdempotencyKey = Annotated[

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reference_app.webhooks.signing import decode_secret
-from reference_app.webhooks.ssrf import AllowList
+from reference_app.core.whsec import decode_secret
 
 __all__ = ["DEMO_API_KEYS", "DEMO_WEBHOOK_SECRET", "Principal", "Settings", "get_settings"]
 
@@ -109,10 +108,6 @@ class Settings(BaseSettings):
         """The keys to sign with: the current one, and the previous one during a rotation."""
         previous = [self.webhook_previous_secret] if self.webhook_previous_secret else []
         return [self.webhook_secret, *previous]
-
-    @property
-    def webhook_allow_list(self) -> AllowList:
-        return AllowList.parse(self.webhook_allow.split(","))
 
     @property
     def should_migrate_on_startup(self) -> bool:

@@ -1,4 +1,4 @@
-"""The sweeper: an in-app loop that re-drives work no request is running."""
+"""The sweeper: an in-app loop that hands the worker the work no request is running."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import contextlib
 import time
 
 from reference_app.core.logging import get_logger
-from reference_app.tasks.runner import TaskRunner
+from reference_app.store import TaskStore
+from reference_app.tasks.worker import Worker
 
 __all__ = ["Sweeper"]
 
@@ -15,21 +16,21 @@ log = get_logger(__name__)
 
 
 class Sweeper:
-    """At start and every ``interval`` seconds (or when woken): recover expired leases,
-    then claim due ``scheduled`` and ``retrying`` tasks up to the runner's free slots.
+    """At start and every ``interval`` seconds (or when the worker says work is due):
+    have the store recover expired leases, then claim due ``scheduled`` and ``retrying``
+    tasks up to the worker's free slots, and give them to the worker.
 
     This is what makes delivery at-least-once: a task accepted while every slot
     was busy, a retry whose time has come, and an attempt whose process died
     are all picked up here.
     """
 
-    def __init__(self, runner: TaskRunner, *, interval: float) -> None:
-        self.runner = runner
+    def __init__(self, store: TaskStore, worker: Worker, *, interval: float) -> None:
+        self.store = store
+        self.worker = worker
         self.interval = interval
-        self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        runner.on_work_due = self.wake
 
     def start(self) -> None:
         # Keep the reference: the loop only holds weak references to tasks.
@@ -37,7 +38,7 @@ class Sweeper:
 
     def wake(self) -> None:
         """Sweep now rather than at the next interval."""
-        self._wake.set()
+        self.worker.work_due.set()
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Let the current pass finish, then end the loop; cancel it only if it hangs.
@@ -48,7 +49,7 @@ class Sweeper:
         if self._task is None:
             return
         self._stopping = True
-        self._wake.set()
+        self.wake()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
         except TimeoutError:
@@ -59,13 +60,33 @@ class Sweeper:
     async def sweep_once(self, *, recover: bool = True) -> int:
         """One pass; returns how many attempts it started. ``recover=False`` skips the
         look for expired leases and only claims due work."""
-        recovered = await self.runner.recover_expired_leases() if recover else 0
-        started = await self.runner.claim_due()
+        recovered = 0
+        if recover:
+            outcome = await self.store.recover_expired_leases()
+            recovered = len(outcome.recovered)
+            self.worker.run_soon(outcome.started)
+        started = await self._claim_due()
         if recovered or started:
             log.info("sweep_finished", recovered=recovered, started=started)
         return started
 
+    async def _claim_due(self) -> int:
+        # Take the slots before awaiting the database, so a request cannot take them meanwhile.
+        slots = self.worker.reserve(self.worker.free_slots)
+        if not slots:
+            return 0
+        claims = []
+        try:
+            claims = await self.store.claim_due(slots, self.worker.lease)
+        finally:
+            self.worker.release(slots - len(claims))
+        if len(claims) == slots:
+            self.worker.mark_backlog()  # a full batch: more may be due
+        self.worker.start(claims)
+        return len(claims)
+
     async def _loop(self) -> None:
+        due = self.worker.work_due
         next_recovery = 0.0
         while not self._stopping:
             # A freed slot wakes us up to hundreds of times a second under load. Leases
@@ -73,14 +94,13 @@ class Sweeper:
             recover = time.monotonic() >= next_recovery
             if recover:
                 next_recovery = time.monotonic() + self.interval
+            due.clear()
             try:
                 await self.sweep_once(recover=recover)
             except Exception:
                 log.exception("sweep_failed")
-            # A full batch suggests more is due: the runner wakes us when a slot frees.
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
             # that arrives as the event fires.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
-                    await self._wake.wait()
-            self._wake.clear()
+                    await due.wait()

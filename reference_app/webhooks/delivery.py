@@ -1,19 +1,16 @@
-"""Webhook delivery: the signed message, and the task body that sends it.
+"""Webhook delivery: the task body that sends one signed message.
 
-A delivery is a task of its own (kind ``webhook_delivery``) whose stream is
-started in the transaction that ends the parent task. So it has its own
-version sequence, and it gets the runner's claims, leases, durable retries
-and sweeper recovery for free.
+A delivery is a task of its own (kind ``webhook_delivery``, see
+``webhooks.enqueue``) whose stream is started in the transaction that ends the
+parent task. So it has its own version sequence, and it gets the worker's
+claims, leases, durable retries and sweeper recovery for free.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -25,9 +22,6 @@ from reference_app.core.logging import get_logger
 from reference_app.db.engine import session_scope
 from reference_app.db.models import GoneWebhookURL
 from reference_app.db.statements import insert_or_ignore
-from reference_app.events.lifecycle import EventType
-from reference_app.events.store import NewEvent
-from reference_app.tasks.claim import Claim
 from reference_app.tasks.context import TaskContext
 from reference_app.tasks.errors import PermanentError, TransientError
 from reference_app.tasks.retry import parse_retry_after
@@ -40,18 +34,10 @@ from reference_app.webhooks.ssrf import (
     system_resolver,
 )
 
-__all__ = [
-    "WEBHOOK_KIND",
-    "RefusedResponse",
-    "RetryableResponse",
-    "WebhookSender",
-    "schedule_delivery",
-    "url_hash",
-]
+__all__ = ["RefusedResponse", "RetryableResponse", "WebhookSender", "url_hash"]
 
 log = get_logger(__name__)
 
-WEBHOOK_KIND = "webhook_delivery"
 _RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -74,43 +60,6 @@ class RefusedResponse(PermanentError):
 
 def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
-
-
-def schedule_delivery(
-    parent: Claim, *, status: str, outcome: dict[str, Any], max_attempts: int, at: datetime
-) -> tuple[uuid.UUID, NewEvent]:
-    """The first event of a delivery's own stream, reporting ``parent``'s end.
-
-    The body is fixed here, so every attempt sends the same bytes under the
-    same ``webhook-id`` and a receiver can de-duplicate retries.
-    """
-    assert parent.webhook_url is not None
-    delivery_id = uuid.uuid4()
-    event_type = f"task.{status}"
-    body = {
-        "type": event_type,
-        "timestamp": at.isoformat(),
-        "data": {"task_id": str(parent.task_id), "kind": parent.kind, "status": status, **outcome},
-    }
-    scheduled = NewEvent(
-        EventType.TASK_SCHEDULED,
-        {
-            "kind": WEBHOOK_KIND,
-            "org_id": parent.org_id,
-            "user_id": parent.user_id,
-            "parent_id": str(parent.task_id),
-            "request_id": parent.request_id,
-            "max_attempts": max_attempts,
-            "params": {
-                "url": parent.webhook_url,
-                "webhook_id": f"msg_{delivery_id.hex}",
-                "event_type": event_type,
-                "body": json.dumps(body, separators=(",", ":"), sort_keys=True),
-            },
-        },
-        at=at,
-    )
-    return delivery_id, scheduled
 
 
 class WebhookSender:

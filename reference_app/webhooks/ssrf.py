@@ -103,6 +103,11 @@ class AllowList:
                 hosts.add(entry)
         return cls(frozenset(hosts), tuple(networks))
 
+    @classmethod
+    def from_setting(cls, value: str) -> AllowList:
+        """From ``APP_WEBHOOK_ALLOW``: comma-separated hosts, addresses and CIDRs."""
+        return cls.parse(value.split(","))
+
     def allows_host(self, host: str) -> bool:
         return host.lower() in self.hosts
 

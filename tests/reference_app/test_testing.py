@@ -40,9 +40,11 @@ def test_none_in_env_removes_a_variable_and_kill_is_a_crash(
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    # A port of its own: without one, start_server tries five ports before it gives up.
     with pytest.raises(RuntimeError, match="validation error for Settings"):
         start_server(
-            env={"APP_ENV": "nonsense", "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"}
+            env={"APP_ENV": "nonsense", "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"},
+            port=free_port(),
         )
 
 

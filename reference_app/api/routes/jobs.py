@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import lru_cache
+from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import (
-    APIRouter,
-    BackgroundTasks,
-    Depends,
-    FastAPI,
-    HTTPException,
-    Query,
-    Request,
-    Response,
-)
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from reference_app.api.deps import CurrentUser, IdempotencyKey, require_json
+from reference_app.api.deps import IdempotencyKey, JsonCaller, SettingsDep, StoreDep, WorkerDep
 from reference_app.api.routes.tasks import task_view
 from reference_app.api.schemas import (
     ImportContactsIn,
@@ -30,17 +19,13 @@ from reference_app.api.schemas import (
     TaskAccepted,
     TaskView,
 )
-from reference_app.core.clock import utcnow
 from reference_app.core.config import Principal, Settings
-from reference_app.db.engine import session_scope
-from reference_app.db.models import Task
-from reference_app.tasks.runner import TaskRunner
-from reference_app.tasks.scheduling import Accepted, IdempotencyMismatch, Submission, submit_task
-from reference_app.webhooks.ssrf import UnsafeURL, check_url
+from reference_app.store import Accepted, IdempotencyMismatch, Submission, TaskStore
+from reference_app.webhooks.ssrf import AllowList, UnsafeURL, check_url
 
 __all__ = ["router"]
 
-router = APIRouter(dependencies=[Depends(require_json)], tags=["jobs"])
+router = APIRouter(tags=["jobs"])
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     400: {"description": "Body could not be parsed (invalid UTF-8, or JSON nested too deep)"},
@@ -57,7 +42,7 @@ def _checked_webhook_url(url: str | None, settings: Settings) -> str | None:
     if url is None:
         return None
     try:
-        return check_url(url, settings.webhook_allow_list)
+        return check_url(url, AllowList.from_setting(settings.webhook_allow))
     except UnsafeURL as exc:
         raise RequestValidationError(
             [
@@ -71,18 +56,6 @@ def _checked_webhook_url(url: str | None, settings: Settings) -> str | None:
         ) from None
 
 
-@lru_cache(maxsize=8)
-def _task_path_prefix(app: FastAPI) -> str:
-    marker = "0"
-    return app.url_path_for("get_task", task_id=marker)[: -len(marker)]
-
-
-def _status_url(request: Request, task_id: uuid.UUID) -> str:
-    """What ``request.url_for("get_task", ...)`` returns, without searching the routes
-    on every request: the route's path is looked up once per app."""
-    return f"{str(request.base_url).rstrip('/')}{_task_path_prefix(request.app)}{task_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Job:
     """What an endpoint asks for, before it is committed."""
@@ -94,30 +67,26 @@ class _Job:
     idempotency_key: str | None
 
 
-# The endpoints read the settings and the runner from ``request.app.state`` rather than
-# through dependencies: FastAPI solves every dependency on every request, and on this,
-# the hottest path of the app, each one cost more than the dictionary lookup it wraps.
-
-
-async def _accept(request: Request, job: _Job, *, run_by_request: bool) -> Accepted:
-    settings: Settings = request.app.state.settings
-    user = job.user
+async def _accept(
+    request: Request,
+    store: TaskStore,
+    settings: Settings,
+    job: _Job,
+    *,
+    not_before: datetime | None = None,
+) -> Accepted:
     submission = Submission(
-        org_id=user.org_id,
-        user_id=user.user_id,
+        org_id=job.user.org_id,
+        user_id=job.user.user_id,
         kind=job.kind,
         params=job.params,
         webhook_url=_checked_webhook_url(job.body.webhook_url, settings),
         idempotency_key=job.idempotency_key,
         request_id=request.state.request_id,
-        # A task this request will run is not due for the sweeper unless the request
-        # dies first (a crash between commit and run): then it waits out one lease.
-        not_before=utcnow() + timedelta(seconds=settings.lease_seconds) if run_by_request else None,
+        not_before=not_before,
     )
     try:
-        return await submit_task(
-            request.app.state.writer, submission, max_attempts=settings.task_max_attempts
-        )
+        return await store.accept(submission)
     except IdempotencyMismatch:
         raise HTTPException(
             status_code=409,
@@ -128,33 +97,18 @@ async def _accept(request: Request, job: _Job, *, run_by_request: bool) -> Accep
         ) from None
 
 
-async def _accept_for_background(
-    request: Request,
-    response: Response,
-    background_tasks: BackgroundTasks,
-    job: _Job,
-) -> TaskAccepted:
-    """Commit the task, then hand its id to BackgroundTasks if a slot is free.
-
-    The slot is taken first, so the task is committed knowing who runs it:
-    this request, or (with every slot busy) the sweeper, which sees it due at once.
-    """
-    runner: TaskRunner = request.app.state.runner
-    reserved = runner.try_reserve()
-    try:
-        accepted = await _accept(request, job, run_by_request=reserved)
-    except BaseException:
-        if reserved:
-            runner.release()
-        raise
-    if reserved and accepted.created:
-        # Only the id crosses into the task; it opens its own session.
-        background_tasks.add_task(runner.run_scheduled, task_id=accepted.task_id)
-    elif reserved:
-        runner.release()  # an idempotent replay: the task already has a runner
-    status_url = _status_url(request, accepted.task_id)
+def _accepted(request: Request, response: Response, accepted: Accepted) -> TaskAccepted:
+    status_url = str(request.url_for("get_task", task_id=str(accepted.task_id)))
     response.headers["Location"] = status_url
     return TaskAccepted(task_id=accepted.task_id, status=accepted.status, status_url=status_url)
+
+
+def _run_after_response(
+    background_tasks: BackgroundTasks, worker: WorkerDep, accepted: Accepted
+) -> None:
+    if accepted.created:  # an idempotent replay's task already has its run
+        # Only the id crosses into the task; the worker claims it and opens its own sessions.
+        background_tasks.add_task(worker.submit, accepted.task_id)
 
 
 @router.post("/import-contacts", status_code=202, response_model=TaskAccepted, responses=_ACCEPTED)
@@ -163,22 +117,17 @@ async def import_contacts(
     request: Request,
     response: Response,
     background_tasks: BackgroundTasks,
-    user: CurrentUser,
+    user: JsonCaller,
+    settings: SettingsDep,
+    store: StoreDep,
+    worker: WorkerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Import a contacts file in the background."""
-    return await _accept_for_background(
-        request,
-        response,
-        background_tasks,
-        _Job(
-            kind="import_contacts",
-            body=body,
-            params={"file_id": body.file_id},
-            user=user,
-            idempotency_key=idempotency_key,
-        ),
-    )
+    job = _Job("import_contacts", body, {"file_id": body.file_id}, user, idempotency_key)
+    accepted = await _accept(request, store, settings, job)
+    _run_after_response(background_tasks, worker, accepted)
+    return _accepted(request, response, accepted)
 
 
 @router.post(
@@ -189,22 +138,18 @@ async def send_notification(
     request: Request,
     response: Response,
     background_tasks: BackgroundTasks,
-    user: CurrentUser,
+    user: JsonCaller,
+    settings: SettingsDep,
+    store: StoreDep,
+    worker: WorkerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Send a notification email in the background."""
-    return await _accept_for_background(
-        request,
-        response,
-        background_tasks,
-        _Job(
-            kind="send_notification",
-            body=body,
-            params={"email": str(body.email), "message": body.message},
-            user=user,
-            idempotency_key=idempotency_key,
-        ),
-    )
+    params = {"email": str(body.email), "message": body.message}
+    job = _Job("send_notification", body, params, user, idempotency_key)
+    accepted = await _accept(request, store, settings, job)
+    _run_after_response(background_tasks, worker, accepted)
+    return _accepted(request, response, accepted)
 
 
 @router.post(
@@ -221,7 +166,10 @@ async def process_data(
     request: Request,
     response: Response,
     background_tasks: BackgroundTasks,
-    user: CurrentUser,
+    user: JsonCaller,
+    settings: SettingsDep,
+    store: StoreDep,
+    worker: WorkerDep,
     idempotency_key: IdempotencyKey = None,
     mode: Literal["background", "inline"] = Query(
         default="background",
@@ -229,25 +177,17 @@ async def process_data(
     ),
 ) -> TaskAccepted | TaskView:
     """Process data: the same unit of work in the background or inline, for comparison."""
-    job = _Job(
-        kind="process_data",
-        body=body,
-        params={"data": body.data, "io_ms": body.io_ms, "cpu_ms": body.cpu_ms},
-        user=user,
-        idempotency_key=idempotency_key,
-    )
+    params = {"data": body.data, "io_ms": body.io_ms, "cpu_ms": body.cpu_ms}
+    job = _Job("process_data", body, params, user, idempotency_key)
     if mode == "background":
-        return await _accept_for_background(request, response, background_tasks, job)
-    accepted = await _accept(request, job, run_by_request=True)
+        accepted = await _accept(request, store, settings, job)
+        _run_after_response(background_tasks, worker, accepted)
+        return _accepted(request, response, accepted)
+    # Run by this request: not due for the sweeper unless the process dies first.
+    accepted = await _accept(request, store, settings, job, not_before=worker.hold_until())
     if accepted.created:
-        runner: TaskRunner = request.app.state.runner
-        await runner.run_inline(accepted.task_id)
+        await worker.run_inline(accepted.task_id)
+    record = await store.find_task(user.org_id, accepted.task_id)
+    assert record is not None, "an accepted task has a projection row"
     response.status_code = 200
-    return await _load_view(request, accepted.task_id)
-
-
-async def _load_view(request: Request, task_id: uuid.UUID) -> TaskView:
-    async with session_scope(request.app.state.sessions) as session:
-        task = await session.get(Task, task_id)
-        assert task is not None, "an accepted task has a projection row"
-        return await task_view(session, task)
+    return task_view(record)

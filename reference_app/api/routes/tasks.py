@@ -6,12 +6,10 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from reference_app.api.deps import CurrentUser, SessionDep
+from reference_app.api.deps import CurrentUser, StoreDep
 from reference_app.api.schemas import DeliveryStatus, EventView, TaskView, WebhookView
-from reference_app.db.models import Task, TaskEvent
+from reference_app.store import TaskRecord
 
 __all__ = ["router", "task_view"]
 
@@ -34,21 +32,13 @@ def _parse_id(task_id: str) -> uuid.UUID:
         raise HTTPException(status_code=404, detail=_NOT_FOUND) from None
 
 
-async def _owned_task(session: SessionDep, user: CurrentUser, task_id: str) -> Task:
-    task = await session.get(Task, _parse_id(task_id))
-    # A webhook delivery is part of its parent task, not a task of the API.
-    if task is None or task.org_id != user.org_id or task.parent_id is not None:
-        raise HTTPException(status_code=404, detail=_NOT_FOUND)
-    return task
-
-
 _DELIVERY_STATUS: dict[str, DeliveryStatus] = {"succeeded": "delivered", "failed": "failed"}
 
 
-async def task_view(session: AsyncSession, task: Task) -> TaskView:
+def task_view(record: TaskRecord) -> TaskView:
     """The task's projection, with its webhook delivery's state if it has one."""
-    view = TaskView.model_validate(task)
-    delivery = await session.scalar(select(Task).where(Task.parent_id == task.id))
+    view = TaskView.model_validate(record.task)
+    delivery = record.delivery
     if delivery is not None:
         view.webhook = WebhookView(
             delivery_id=delivery.id,
@@ -67,9 +57,12 @@ async def task_view(session: AsyncSession, task: Task) -> TaskView:
     name="get_task",
     responses=_READ_ERRORS,
 )
-async def get_task(task_id: TaskIdPath, user: CurrentUser, session: SessionDep) -> TaskView:
+async def get_task(task_id: TaskIdPath, user: CurrentUser, store: StoreDep) -> TaskView:
     """The task's current status, derived from its events."""
-    return await task_view(session, await _owned_task(session, user, task_id))
+    record = await store.find_task(user.org_id, _parse_id(task_id))
+    if record is None:
+        raise HTTPException(status_code=404, detail=_NOT_FOUND)
+    return task_view(record)
 
 
 @router.get(
@@ -78,11 +71,10 @@ async def get_task(task_id: TaskIdPath, user: CurrentUser, session: SessionDep) 
     responses=_READ_ERRORS,
 )
 async def get_task_events(
-    task_id: TaskIdPath, user: CurrentUser, session: SessionDep
+    task_id: TaskIdPath, user: CurrentUser, store: StoreDep
 ) -> list[EventView]:
     """Every event of the task, oldest first."""
-    task = await _owned_task(session, user, task_id)
-    events = await session.scalars(
-        select(TaskEvent).where(TaskEvent.task_id == task.id).order_by(TaskEvent.id)
-    )
+    events = await store.events_of(user.org_id, _parse_id(task_id))
+    if events is None:
+        raise HTTPException(status_code=404, detail=_NOT_FOUND)
     return [EventView.model_validate(e) for e in events]

@@ -85,7 +85,7 @@ async def test_a_just_scheduled_task_reads_as_scheduled_with_a_run_after(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     # No free slot: the task stays scheduled in the database, and the sweeper claims none.
-    app.state.runner.capacity = 0
+    app.state.worker.capacity = 0
 
     response = await client.post("/process-data", json={"data": {"a": 1}})
     task = (await client.get(f"/tasks/{response.json()['task_id']}")).json()

@@ -1,4 +1,4 @@
-"""A claim: the attempt of a task that this process owns, and the reads that find one."""
+"""A claim: the attempt of a task that a worker owns, and the store's reads that find one."""
 
 from __future__ import annotations
 

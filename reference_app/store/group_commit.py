@@ -1,4 +1,4 @@
-"""Short write transactions, group-committed.
+"""The store's group committer: short write transactions, several to a commit.
 
 Every commit is a round trip (through aiosqlite's thread on SQLite, over the
 network on PostgreSQL), so a transaction per request caps an app at a few
@@ -7,7 +7,8 @@ concurrent coroutines submit in one transaction and resolves each caller only
 after that transaction commits: every caller still gets "committed before I
 answer", at a fraction of the commits.
 
-Two kinds of unit share a batch:
+Only ``TaskStore`` uses it: the rest of the app calls the store's per-item
+methods and never sees a batch. Two kinds of unit share a batch:
 
 - ``run(unit)``: a coroutine function of a session, run as it is;
 - ``run_batched(unit, item)``: a coroutine function of a session and a list of
@@ -34,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reference_app.core.errors import is_database_outage
 from reference_app.db.engine import SessionFactory, session_scope
 
-__all__ = ["BatchUnit", "Unit", "Writer"]
+__all__ = ["BatchUnit", "GroupCommitter", "Unit"]
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
@@ -57,7 +58,7 @@ class _Entry:
         return await self.unit(session)
 
 
-class Writer:
+class GroupCommitter:
     """Runs write units in committed transactions, several units to a transaction."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The writer: one transaction per unit, or a group commit that fails only the guilty unit."""
+"""The group committer: one transaction per unit, or a group commit that fails only the guilty unit."""
 
 import asyncio
 import uuid
@@ -18,7 +18,7 @@ from reference_app.db.engine import (
     session_scope,
 )
 from reference_app.db.models import Contact
-from reference_app.db.writer import Writer
+from reference_app.store.group_commit import GroupCommitter as Writer
 from reference_app.testing import free_port
 
 

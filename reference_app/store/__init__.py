@@ -1,0 +1,27 @@
+"""The task store: every SQL statement of the task system, and its group commit."""
+
+from reference_app.store.claims import Claim
+from reference_app.store.submissions import Accepted, IdempotencyMismatch, Submission
+from reference_app.store.task_store import (
+    Lease,
+    NewStream,
+    Recorded,
+    Recovered,
+    TaskRecord,
+    TaskStore,
+    TerminalHook,
+)
+
+__all__ = [
+    "Accepted",
+    "Claim",
+    "IdempotencyMismatch",
+    "Lease",
+    "NewStream",
+    "Recorded",
+    "Recovered",
+    "Submission",
+    "TaskRecord",
+    "TaskStore",
+    "TerminalHook",
+]

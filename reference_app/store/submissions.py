@@ -1,0 +1,63 @@
+"""A submission: what a client asked for, and the ``task_scheduled`` event that records it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reference_app.events.lifecycle import EventType
+from reference_app.events.store import NewEvent
+
+__all__ = ["Accepted", "IdempotencyMismatch", "Submission", "scheduled_event"]
+
+
+class IdempotencyMismatch(Exception):
+    """The idempotency key was already used with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    org_id: str
+    user_id: str
+    kind: str
+    params: dict[str, Any]
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    # Not due for the sweeper before this (an inline task is run by its request).
+    not_before: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of what the client asked for, to tell a replay from a reused key."""
+        body = {"kind": self.kind, "params": self.params, "webhook_url": self.webhook_url}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    task_id: uuid.UUID
+    status: str
+    created: bool
+
+
+def scheduled_event(submission: Submission, *, max_attempts: int) -> NewEvent:
+    """The first event of the submission's stream."""
+    return NewEvent(
+        EventType.TASK_SCHEDULED,
+        {
+            "kind": submission.kind,
+            "org_id": submission.org_id,
+            "user_id": submission.user_id,
+            "params": submission.params,
+            "request_id": submission.request_id,
+            "webhook_url": submission.webhook_url,
+            "idempotency_key": submission.idempotency_key,
+            "request_hash": submission.fingerprint() if submission.idempotency_key else None,
+            "max_attempts": max_attempts,
+            **({"not_before": submission.not_before.isoformat()} if submission.not_before else {}),
+        },
+    )

@@ -1,0 +1,319 @@
+"""The task store: every statement the task system runs, behind one method per action.
+
+A worker, a sweeper or a route calls ``accept``, ``claim``, ``record_outcome``
+and the rest with one item each. Behind them, accepts, claims and outcomes go
+through the group committer, so concurrent callers share transactions and each
+transaction reads and writes a whole batch with a few statements. That is the
+store's business alone: no caller sees a batch.
+
+Side effects of a task's end that must commit with it (a webhook delivery) are
+*terminal hooks*: functions registered with the store that, given the claim
+and its final event, return a new stream to start in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reference_app.core.clock import utcnow
+from reference_app.core.logging import get_logger
+from reference_app.db.engine import SessionFactory, session_scope
+from reference_app.db.models import Task, TaskEvent
+from reference_app.events.lifecycle import EventType, TaskStatus
+from reference_app.events.outcomes import TERMINAL_EVENTS, failure_events
+from reference_app.events.store import (
+    Append,
+    ConcurrencyConflict,
+    NewEvent,
+    append_many,
+    renew_lease,
+    start_streams,
+)
+from reference_app.store.claims import (
+    Claim,
+    ClaimRow,
+    select_claimable,
+    select_due,
+    select_expired_leases,
+)
+from reference_app.store.group_commit import GroupCommitter
+from reference_app.store.submissions import (
+    Accepted,
+    IdempotencyMismatch,
+    Submission,
+    scheduled_event,
+)
+
+__all__ = ["Lease", "NewStream", "Recorded", "Recovered", "TaskRecord", "TaskStore", "TerminalHook"]
+
+log = get_logger(__name__)
+
+# Given a task's claim and its final event, the first event of a stream to start in the
+# same transaction (its id and ``task_scheduled``), or None.
+NewStream = tuple[uuid.UUID, NewEvent]
+TerminalHook = Callable[[Claim, NewEvent], NewStream | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs an attempt, and for how long without renewing."""
+
+    owner: str
+    seconds: float
+
+    def expires(self, now: datetime | None = None) -> datetime:
+        return (now or utcnow()) + timedelta(seconds=self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What ``record_outcome`` did: nothing if the attempt was superseded (its lease
+    expired and another attempt took over), else the streams its hooks started."""
+
+    superseded: bool
+    started: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What ``recover_expired_leases`` did: the tasks whose attempt it ended, and the
+    streams the terminal hooks started for those that ended for good."""
+
+    recovered: list[uuid.UUID]
+    started: list[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task's projection row, and its webhook delivery's row if it has one."""
+
+    task: Task
+    delivery: Task | None
+
+
+class TaskStore:
+    """The one way into the tasks and their events."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        max_attempts: int,
+        group_commit: bool = True,
+        read_sessions: SessionFactory | None = None,
+        terminal_hooks: Sequence[TerminalHook] = (),
+    ) -> None:
+        self.sessions = sessions
+        # Reads that need no write lock (on SQLite, connections without BEGIN IMMEDIATE).
+        self.read_sessions = read_sessions or sessions
+        self.max_attempts = max_attempts
+        self._commits = GroupCommitter(sessions, group_commit=group_commit)
+        self._terminal_hooks = list(terminal_hooks)
+
+    def add_terminal_hook(self, hook: TerminalHook) -> None:
+        """Have ``hook`` start a stream in the transaction that ends a task."""
+        self._terminal_hooks.append(hook)
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the group committer."""
+        await self._commits.close()
+
+    # Accepting --------------------------------------------------------------
+
+    async def accept(self, submission: Submission) -> Accepted:
+        """Commit the task's ``task_scheduled`` (or find the task its idempotency key made)."""
+        if submission.idempotency_key is not None:
+            existing = await self._find_by_key(submission)
+            if existing is not None:
+                return existing
+        task_id = uuid.uuid4()
+        scheduled = scheduled_event(submission, max_attempts=self.max_attempts)
+        try:
+            await self._commits.run_batched(start_streams, (task_id, scheduled))
+        except IntegrityError:
+            # Another request with the same key committed between our look-up and insert.
+            if submission.idempotency_key is None:
+                raise
+            existing = await self._find_by_key(submission)
+            if existing is None:
+                raise
+            return existing
+        return Accepted(task_id=task_id, status=TaskStatus.SCHEDULED.value, created=True)
+
+    async def _find_by_key(self, submission: Submission) -> Accepted | None:
+        async with session_scope(self.read_sessions) as session:
+            row = (
+                await session.execute(
+                    select(Task.id, Task.status, Task.request_hash).where(
+                        Task.org_id == submission.org_id,
+                        Task.idempotency_key == submission.idempotency_key,
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.request_hash != submission.fingerprint():
+            raise IdempotencyMismatch(submission.idempotency_key)
+        return Accepted(task_id=row.id, status=row.status, created=False)
+
+    # Claiming ---------------------------------------------------------------
+
+    async def claim(self, task_id: uuid.UUID, lease: Lease) -> Claim | None:
+        """Start the next attempt of a ``scheduled`` task under ``lease``; None if it is
+        not scheduled any more (another worker or the sweeper got there first)."""
+        try:
+            claim: Claim | None = await self._commits.run_batched(
+                self._claim_batch, (task_id, lease)
+            )
+        except ConcurrencyConflict:
+            return None
+        return claim
+
+    async def claim_due(self, limit: int, lease: Lease) -> list[Claim]:
+        """Start due ``scheduled`` and ``retrying`` tasks, oldest first, at most ``limit``."""
+        if limit <= 0:
+            return []
+        async with session_scope(self.sessions) as session:
+            rows = await session.execute(select_due, {"now": utcnow(), "limit": limit})
+            return await _start(session, rows.all(), lease)
+
+    async def _claim_batch(
+        self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
+    ) -> list[Claim | None]:
+        """One read and one append for every claim of a batch. None for a task that is no
+        longer scheduled, or that the batch names twice."""
+        leases = dict(items)
+        rows = await session.execute(select_claimable, {"task_ids": sorted(leases)})
+        startable = [row for row in rows if row.status == TaskStatus.SCHEDULED.value]
+        started: dict[uuid.UUID, Claim] = {}
+        # Grouped by lease: a batch holds the claims of one worker, so nearly always one group.
+        for lease in set(leases.values()):
+            mine = [row for row in startable if leases[row.id] == lease]
+            started.update((c.task_id, c) for c in await _start(session, mine, lease))
+        return [started.pop(task_id, None) for task_id, _ in items]
+
+    async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
+        """Extend the attempt's lease; False if the task moved on or another owner holds it."""
+        async with session_scope(self.sessions) as session:
+            return await renew_lease(
+                session,
+                claim.task_id,
+                version=claim.version,
+                owner=lease.owner,
+                until=lease.expires(),
+            )
+
+    # Outcomes ---------------------------------------------------------------
+
+    async def record_outcome(self, claim: Claim, events: list[NewEvent]) -> Recorded:
+        """Append the events that end the claim's attempt, with what the terminal hooks start."""
+        try:
+            started = await self._commits.run_batched(self._append_outcomes, (claim, events))
+        except ConcurrencyConflict:
+            return Recorded(superseded=True)
+        return Recorded(superseded=False, started=started)
+
+    async def recover_expired_leases(self) -> Recovered:
+        """Fail the attempts of running tasks whose owner stopped renewing its lease, and
+        schedule their retries (or fail them for good). ``started``: what hooks started."""
+        async with session_scope(self.sessions) as session:
+            rows = (await session.execute(select_expired_leases, {"now": utcnow()})).all()
+            outcomes = [
+                (
+                    Claim.of(row, version=row.version, attempt=row.attempts),
+                    failure_events(
+                        attempt=row.attempts,
+                        max_attempts=row.max_attempts,
+                        error_type="LeaseExpired",
+                        error=f"lease held by {row.lease_owner} expired; its process stopped",
+                        transient=True,
+                        delay=0.0,
+                    ),
+                )
+                for row in rows
+            ]
+            enqueued = await self._append_outcomes(session, outcomes) if outcomes else []
+        for row in rows:
+            log.warning("lease_expired", task_id=str(row.id), kind=row.kind, attempt=row.attempts)
+        return Recovered([row.id for row in rows], [s for each in enqueued for s in each])
+
+    async def _append_outcomes(
+        self, session: AsyncSession, outcomes: Sequence[tuple[Claim, list[NewEvent]]]
+    ) -> list[list[uuid.UUID]]:
+        """Append attempts' outcomes, and start what the terminal hooks return for the
+        final ones, in the same transaction. The streams started, for each outcome."""
+        appends = [Append(c.task_id, c.version, events, c.parent_id) for c, events in outcomes]
+        await append_many(session, appends)
+        started: list[list[uuid.UUID]] = []
+        streams: list[NewStream] = []
+        for claim, events in outcomes:
+            final = events[-1]
+            mine: list[uuid.UUID] = []
+            if final.type in TERMINAL_EVENTS:
+                for hook in self._terminal_hooks:
+                    stream = hook(claim, final)
+                    if stream is not None:
+                        streams.append(stream)
+                        mine.append(stream[0])
+            started.append(mine)
+        await start_streams(session, streams)
+        return started
+
+    # Reading ----------------------------------------------------------------
+
+    async def find_task(self, org_id: str, task_id: uuid.UUID) -> TaskRecord | None:
+        """The org's task with this id, and its webhook delivery; None for another org's
+        task, an unknown id, or a delivery (a part of its parent task, not a task)."""
+        async with session_scope(self.read_sessions) as session:
+            task = await session.get(Task, task_id)
+            if task is None or task.org_id != org_id or task.parent_id is not None:
+                return None
+            delivery = await session.scalar(select(Task).where(Task.parent_id == task.id))
+        return TaskRecord(task, delivery)
+
+    async def events_of(self, org_id: str, task_id: uuid.UUID) -> list[TaskEvent] | None:
+        """Every event filed under the org's task, oldest first; None as ``find_task``."""
+        async with session_scope(self.read_sessions) as session:
+            task = await session.get(Task, task_id)
+            if task is None or task.org_id != org_id or task.parent_id is not None:
+                return None
+            events = await session.scalars(
+                select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)
+            )
+            return list(events)
+
+
+async def _start(session: AsyncSession, rows: Sequence[ClaimRow], lease: Lease) -> list[Claim]:
+    """Start the next attempt of each row's task: a versioned append of ``task_started``
+    each, which is the claim lock, all of them in one ``append_many``."""
+    expires = lease.expires().isoformat()
+    appends = [
+        Append(
+            row.id,
+            row.version,
+            [
+                NewEvent(
+                    EventType.TASK_STARTED,
+                    {
+                        "attempt": row.attempts + 1,
+                        "lease_owner": lease.owner,
+                        "lease_expires_at": expires,
+                    },
+                )
+            ],
+            owner_id=row.parent_id,
+        )
+        for row in rows
+    ]
+    versions = await append_many(session, appends)
+    return [
+        Claim.of(row, version=version, attempt=row.attempts + 1)
+        for row, version in zip(rows, versions, strict=True)
+    ]

@@ -1,0 +1,176 @@
+"""The worker: runs task attempts in this process, at most ``capacity`` at a time.
+
+It owns the slots, the lease it claims under, and the running attempts. It asks
+the store for nothing on its own: a route hands it a just-accepted task
+(``submit``), and the sweeper hands it due work it claimed for the free slots
+(``start``). Work that finds no free slot stays ``scheduled`` in the database,
+and ``work_due`` tells the sweeper when a slot frees for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
+from datetime import datetime, timedelta
+
+from reference_app.core.clock import utcnow
+from reference_app.core.logging import get_logger
+from reference_app.db.engine import SessionFactory
+from reference_app.store import Claim, Lease, Recorded, TaskStore
+from reference_app.tasks.attempt import CANCEL_RECORD_SECONDS, Attempt
+from reference_app.tasks.context import Handler
+from reference_app.tasks.retry import RetryPolicy
+from reference_app.tasks.shield import shielded
+
+__all__ = ["Worker"]
+
+log = get_logger(__name__)
+
+
+class Worker:
+    """Slots, spawning and the lease; ``Attempt`` runs each claimed attempt."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        handlers: Mapping[str, Handler],
+        policy: RetryPolicy,
+        capacity: int,
+        lease_seconds: float,
+        sessions: SessionFactory,
+        cpu_pool: Executor,
+        owner: str | None = None,
+        policies: Mapping[str, RetryPolicy] | None = None,
+    ) -> None:
+        self.store = store
+        self.handlers = dict(handlers)
+        self.policy = policy
+        # Per-kind policies (webhook deliveries back off over hours); ``policy`` for the rest.
+        self.policies = dict(policies or {})
+        self.capacity = capacity
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(self.owner, lease_seconds)
+        # Set when a slot frees while work waits in the database, and when a retry this
+        # process scheduled comes due: the sweeper waits on it between passes.
+        self.work_due = asyncio.Event()
+        self._attempt = Attempt(
+            store=store,
+            lease=self.lease,
+            sessions=sessions,
+            cpu_pool=cpu_pool,
+            on_retry_scheduled=self._wake_after,
+        )
+        self._in_flight = 0
+        self._backlog = False
+        self._spawned: set[asyncio.Task[None]] = set()
+
+    # Slots ------------------------------------------------------------------
+
+    @property
+    def free_slots(self) -> int:
+        return self.capacity - self._in_flight
+
+    def reserve(self, wanted: int = 1) -> int:
+        """Take up to ``wanted`` free slots; how many were taken. Taking fewer than wanted
+        means work is waiting: a freed slot then sets ``work_due``."""
+        taken = max(0, min(wanted, self.free_slots))
+        self._in_flight += taken
+        if taken < wanted:
+            self._backlog = True
+        return taken
+
+    def mark_backlog(self) -> None:
+        """More work may be due than was claimed: set ``work_due`` when a slot frees."""
+        self._backlog = True
+
+    def release(self, count: int = 1) -> None:
+        self._in_flight -= count
+        if count and self._backlog:
+            self._backlog = False
+            self.work_due.set()
+
+    # Entry points -----------------------------------------------------------
+
+    async def submit(self, task_id: uuid.UUID) -> None:
+        """What a route hands to ``BackgroundTasks``: claim the just-accepted task and run it,
+        if a slot is free; else leave it to the sweeper, which sees it due."""
+        if self.reserve():
+            await self._claim_and_run_reserved(task_id)
+
+    async def run_inline(self, task_id: uuid.UUID) -> None:
+        """Run one attempt inside the request; a transient failure is left to the sweeper."""
+        claim = await self.store.claim(task_id, self.lease)
+        if claim is not None:
+            await self._run(claim)
+
+    def hold_until(self) -> datetime:
+        """When a task this process will run at once becomes due for the sweeper, should
+        the process die before it starts: one lease from now."""
+        return utcnow() + timedelta(seconds=self.lease.seconds)
+
+    def start(self, claims: Iterable[Claim]) -> None:
+        """Run claims on slots already reserved for them, each in a task of its own."""
+        for claim in claims:
+            name = f"task-{claim.task_id}"
+            self._track(asyncio.create_task(self._run_reserved(claim), name=name))
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Wait up to ``grace_seconds`` for the attempts it started, then cancel the rest."""
+        pending = set(self._spawned)
+        if not pending:
+            return
+        _, still_running = await asyncio.wait(pending, timeout=grace_seconds)
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            log.warning("shutdown_cut_tasks", count=len(still_running))
+            await asyncio.wait(still_running, timeout=CANCEL_RECORD_SECONDS + 1)
+
+    def run_soon(self, task_ids: Iterable[uuid.UUID]) -> None:
+        """Start just-scheduled tasks (what terminal hooks started) now if slots are free,
+        else leave them to the sweeper."""
+        for task_id in task_ids:
+            if not self.reserve():
+                return
+            self._track(asyncio.create_task(self._claim_and_run_reserved(task_id)))
+
+    # Running ----------------------------------------------------------------
+
+    async def _run(self, claim: Claim) -> None:
+        handler = self.handlers[claim.kind]
+        policy = self.policies.get(claim.kind, self.policy)
+        recorded = await self._attempt.run(claim, handler, policy)
+        self._after(recorded)
+
+    def _after(self, recorded: Recorded | None) -> None:
+        if recorded is not None and recorded.started:
+            self.run_soon(recorded.started)
+
+    @shielded
+    async def _run_reserved(self, claim: Claim) -> None:
+        try:
+            await self._run(claim)
+        finally:
+            self.release()
+
+    @shielded
+    async def _claim_and_run_reserved(self, task_id: uuid.UUID) -> None:
+        try:
+            claim = await self.store.claim(task_id, self.lease)
+            if claim is not None:
+                await self._run(claim)
+        finally:
+            self.release()
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        # The loop keeps only weak references to tasks: hold them until done.
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    def _wake_after(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.work_due.set)
