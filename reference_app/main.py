@@ -17,7 +17,7 @@ from reference_app.core.config import Settings, get_settings
 from reference_app.core.errors import install_error_handlers
 from reference_app.core.logging import configure_logging, get_logger
 from reference_app.core.request_id import RequestIdMiddleware
-from reference_app.db.engine import create_engine, create_session_factory
+from reference_app.db.engine import create_engine, create_read_engine, create_session_factory
 from reference_app.db.migrate import upgrade_database
 from reference_app.store import TaskStore
 from reference_app.tasks.context import Handler
@@ -53,6 +53,8 @@ def create_app(
         if settings.should_migrate_on_startup:
             await upgrade_database(engine)
         sessions = create_session_factory(engine)
+        read_engine = create_read_engine(settings.database_url)
+        read_sessions = create_session_factory(read_engine) if read_engine else sessions
         webhook_policy = RetryPolicy(
             max_attempts=settings.webhook_max_attempts,
             base_seconds=settings.webhook_retry_base_seconds,
@@ -64,6 +66,7 @@ def create_app(
             sessions,
             max_attempts=settings.task_max_attempts,
             group_commit=True,
+            read_sessions=read_sessions,
             # The webhooks package's side effect of a task's end, in the same transaction.
             terminal_hooks=[delivery_hook(max_attempts=webhook_policy.max_attempts)],
         )
@@ -123,6 +126,8 @@ def create_app(
             await store.close()
             cpu_pool.shutdown(wait=False, cancel_futures=True)
             await engine.dispose()
+            if read_engine is not None:
+                await read_engine.dispose()
             log.info("app_stopped")
 
     app = FastAPI(

@@ -16,11 +16,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["SessionFactory", "create_engine", "create_session_factory", "session_scope"]
+__all__ = [
+    "SQLITE_READERS",
+    "SessionFactory",
+    "create_engine",
+    "create_read_engine",
+    "create_session_factory",
+    "session_scope",
+]
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Read connections beside SQLite's one writer: WAL lets them read while it writes.
+SQLITE_READERS = 4
 
 
 def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
@@ -46,7 +55,23 @@ def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngin
     )
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def create_read_engine(url: str, **kwargs: Any) -> AsyncEngine | None:
+    """Connections for reads only, beside ``create_engine``'s, or None where the main
+    engine's pool serves reads as well (PostgreSQL).
+
+    On SQLite every transaction of the main engine takes the write lock when it begins,
+    on its one connection, so a status read would queue behind every claim and commit.
+    In WAL mode readers do not block the writer, nor it them: these connections begin
+    deferred transactions and are ``query_only``, so a write by mistake fails loudly.
+    """
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    engine = create_async_engine(url, pool_size=SQLITE_READERS, max_overflow=0, **kwargs)
+    _tune_sqlite(engine, writer=False)
+    return engine
+
+
+def _tune_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Let us emit BEGIN ourselves instead of the driver's deferred BEGIN.
@@ -56,11 +81,13 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not writer:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

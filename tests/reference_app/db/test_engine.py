@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.db.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
+    SQLITE_READERS,
     SessionFactory,
     create_engine,
+    create_read_engine,
     create_session_factory,
     session_scope,
 )
@@ -79,6 +81,48 @@ async def test_sqlite_keeps_one_pooled_connection(engine: AsyncEngine) -> None:
         first = await connection.scalar(text("SELECT 1"))
     assert first == 1
     assert engine.pool.size() == 1  # type: ignore[attr-defined]
+
+
+@SQLITE_ONLY
+async def test_sqlite_reads_while_the_writer_holds_the_write_lock(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    readers = create_read_engine(database_url)
+    assert readers is not None
+    try:
+        async with engine.begin() as writer:
+            await writer.execute(
+                text(
+                    "INSERT INTO contacts (org_id, email, name, source_task_id) "
+                    "VALUES ('o', 'uncommitted@example.com', 'n', 'x')"
+                )
+            )
+            # The writer holds the lock with an uncommitted row: a reader neither waits
+            # for it (busy_timeout would be 5 s) nor sees the row.
+            async with readers.connect() as reader:
+                seen = await reader.scalar(text("SELECT count(*) FROM contacts"))
+        assert seen == 0
+        assert readers.pool.size() == SQLITE_READERS  # type: ignore[attr-defined]
+    finally:
+        await readers.dispose()
+
+
+@SQLITE_ONLY
+async def test_sqlite_read_connections_refuse_writes(database_url: str) -> None:
+    readers = create_read_engine(database_url)
+    assert readers is not None
+    try:
+        async with readers.connect() as reader:
+            assert await reader.scalar(text("PRAGMA query_only")) == 1
+            with pytest.raises(OperationalError, match="readonly"):
+                await reader.execute(text("DELETE FROM contacts"))
+    finally:
+        await readers.dispose()
+
+
+@POSTGRES_ONLY
+async def test_postgres_reads_share_the_main_pool(database_url: str) -> None:
+    assert create_read_engine(database_url) is None
 
 
 async def test_sqlite_creates_the_directory_of_its_file(tmp_path: Path) -> None:
