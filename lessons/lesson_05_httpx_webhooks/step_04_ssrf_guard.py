@@ -27,7 +27,7 @@ from reference_app.core.config import get_settings
 from reference_app.core.logging import configure_logging, get_logger
 from reference_app.webhooks.client import create_http_client
 from reference_app.webhooks.signing import signature_headers
-from reference_app.webhooks.ssrf import UnsafeURL, check_url, resolve_checked
+from reference_app.webhooks.ssrf import AllowList, UnsafeURL, check_url, resolve_checked
 
 settings = get_settings()
 configure_logging(level=settings.log_level, fmt=settings.log_format)
@@ -67,7 +67,7 @@ class NotifyIn(BaseModel):
 def checked_url(url: str) -> str:
     """The submission check: a 422 that tells the user what is wrong with the URL."""
     try:
-        return check_url(url, get_settings().webhook_allow_list)
+        return check_url(url, AllowList.from_setting(get_settings().webhook_allow))
     except UnsafeURL as exc:
         raise HTTPException(status_code=422, detail=f"webhook_url is not allowed: {exc}") from None
 
@@ -79,7 +79,7 @@ async def deliver(
     target = httpx.URL(url)
     try:
         port = target.port or (443 if target.scheme == "https" else 80)
-        addresses = await resolve_checked(target.host, port, get_settings().webhook_allow_list)
+        addresses = await resolve_checked(target.host, port, AllowList.from_setting(get_settings().webhook_allow))
     except UnsafeURL as exc:
         log.warning("webhook_blocked", reason=str(exc))
         return

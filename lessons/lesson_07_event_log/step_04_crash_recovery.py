@@ -6,11 +6,11 @@ missing pieces on top of the same log and projection:
 
 - a lease: ``task_started`` records an owner and an expiry, and the attempt
   renews the expiry every third of ``APP_LEASE_SECONDS`` while it runs
-  (``TaskRunner._keep_lease``). A killed process stops renewing.
+  (``reference_app/tasks/lease.py``). A killed process stops renewing.
 - the sweeper, a loop inside the app (``reference_app/tasks/sweeper.py``). At
   startup and every ``APP_SWEEP_INTERVAL_SECONDS`` it appends
   ``attempt_failed(LeaseExpired)`` + ``retry_scheduled`` for each expired lease
-  (``TaskRunner.recover_expired_leases``), then claims due tasks with a versioned
+  (``TaskStore.recover_expired_leases``), then claims due tasks with a versioned
   ``task_started``, so of several processes exactly one wins each task.
 
 The work runs at least once: a crash mid-task means a second attempt, so task

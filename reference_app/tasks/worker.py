@@ -96,7 +96,8 @@ class Worker:
 
     # Entry points -----------------------------------------------------------
 
-    async def submit(self, task_id: uuid.UUID) -> None:
+    @shielded
+    async def submit(self, *, task_id: uuid.UUID) -> None:
         """What a route hands to ``BackgroundTasks``: claim the just-accepted task and run it,
         if a slot is free; else leave it to the sweeper, which sees it due."""
         if self.reserve():
@@ -137,7 +138,7 @@ class Worker:
         for task_id in task_ids:
             if not self.reserve():
                 return
-            self._track(asyncio.create_task(self._claim_and_run_reserved(task_id)))
+            self._track(asyncio.create_task(self._run_soon_entry(task_id=task_id)))
 
     # Running ----------------------------------------------------------------
 
@@ -158,7 +159,6 @@ class Worker:
         finally:
             self.release()
 
-    @shielded
     async def _claim_and_run_reserved(self, task_id: uuid.UUID) -> None:
         try:
             claim = await self.store.claim(task_id, self.lease)
@@ -166,6 +166,10 @@ class Worker:
                 await self._run(claim)
         finally:
             self.release()
+
+    @shielded
+    async def _run_soon_entry(self, *, task_id: uuid.UUID) -> None:
+        await self._claim_and_run_reserved(task_id)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         # The loop keeps only weak references to tasks: hold them until done.

@@ -108,7 +108,7 @@ def _run_after_response(
 ) -> None:
     if accepted.created:  # an idempotent replay's task already has its run
         # Only the id crosses into the task; the worker claims it and opens its own sessions.
-        background_tasks.add_task(worker.submit, accepted.task_id)
+        background_tasks.add_task(worker.submit, task_id=accepted.task_id)
 
 
 @router.post("/import-contacts", status_code=202, response_model=TaskAccepted, responses=_ACCEPTED)
