@@ -6,9 +6,9 @@
 First, once:
 
   f  the floor: the same POST, back to back at C connections, against
-     scripts/_floor_app.py, the reference app's request path (middleware,
-     dependencies, models, route signature) with no database write and no task.
-     What FastAPI alone costs per request here, the ceiling of run a.
+     scripts/_accept_floor.py, the reference app itself with its store swapped
+     (``dependency_overrides``) for one that commits nothing and starts no task.
+     What the request path alone costs here, the ceiling of run a.
 
 Then for each database it starts ``uvicorn reference_app.main:app`` (one worker,
 access log off, on a free 127.0.0.1 port) against a fresh database, warms it
@@ -80,7 +80,7 @@ DEFAULT_ACCEPT_RATE = 300.0
 # The issue's target, 1,500 accepted tasks/s on one worker: the server CPU it leaves per task.
 TARGET_PER_S = 1500
 APP = "reference_app.main:app"
-FLOOR_APP = "_floor_app:app"  # in scripts/, next to this file
+FLOOR_APP = "_accept_floor:app"  # in scripts/, next to this file
 
 
 def process_data(*, io_ms: int, cpu_ms: int = 0) -> RequestSpec:
@@ -206,6 +206,13 @@ class TaskLog:
         query = text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
         return int(self._run(query)[0][0])
 
+    def tasks(self) -> int:
+        from sqlalchemy import func, select
+
+        from reference_app.db.models import Task
+
+        return int(self._run(select(func.count()).select_from(Task))[0][0])
+
     def unfinished(self) -> int:
         from sqlalchemy import func, select
 
@@ -288,7 +295,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 def running_server(url: str, workdir: Path, *, floor: bool = False) -> Iterator[Server]:
     """uvicorn with one worker on a free 127.0.0.1 port; stopped by PID on the way out.
 
-    ``floor``: serve scripts/_floor_app.py instead of the reference app."""
+    ``floor``: serve scripts/_accept_floor.py instead of the reference app."""
     port = _free_port()
     app = ["--app-dir", str(Path(__file__).parent), FLOOR_APP] if floor else [APP]
     command = [
@@ -490,35 +497,47 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def floor(plan: Plan) -> dict[str, Any]:
-    """Run f: the closed-loop POST of run a against scripts/_floor_app.py (no database)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp,
-        # A URL for the settings only: the floor app never opens a database.
-        running_server(f"sqlite+aiosqlite:///{tmp}/unused.db", Path(tmp), floor=True) as server,
-    ):
-        _say("floor", f"server pid {server.pid} on 127.0.0.1:{server.port}; warming up")
-        post = process_data(io_ms=0)
-        warm = _closed_loop("post", post, plan.connections, plan.workers)
-        run_load(server.port, [(s,) for s in warm], duration=plan.warmup)
-        _say("floor", "f  the same POST, no database and no task")
-        streams = _closed_loop("post", post, plan.connections, plan.workers)
-        workers = [(s,) for s in streams] + [_probe()]
-        result = run_load(server.port, workers, duration=plan.seconds, watch_pid=server.pid)
-        posts, probe = result.samples["post"], result.samples["probe"]
-        latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
-        return {
-            "server_command": server.command,
-            "duration_s": plan.seconds,
-            "connections": plan.connections,
-            "accepted": posts.count(202),
-            "accepted_per_s": round(
-                posts.count(202, completed_within=plan.seconds) / plan.seconds, 1
-            ),
-            "post": latency,
-            "probe": health,
-            "post_p95_over_health_p95": _ratio(latency["p95_ms"], health["p95_ms"]),
-            **_costs(result),
-        }
+    """Run f: the closed-loop POST of run a against scripts/_accept_floor.py (no commit)."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        # The floor's lifespan is the reference app's: it migrates this file and its idle
+        # sweeper looks at it every few seconds, but no POST reads or writes it.
+        url = f"sqlite+aiosqlite:///{tmp}/floor.db"
+        with running_server(url, Path(tmp), floor=True) as server:
+            return _floor_run(server, url, plan)
+
+
+def _floor_run(server: Server, url: str, plan: Plan) -> dict[str, Any]:
+    _say("floor", f"server pid {server.pid} on 127.0.0.1:{server.port}; warming up")
+    post = process_data(io_ms=0)
+    warm = _closed_loop("post", post, plan.connections, plan.workers)
+    run_load(server.port, [(s,) for s in warm], duration=plan.warmup)
+    _say("floor", "f  the same POST, nothing committed and no task")
+    streams = _closed_loop("post", post, plan.connections, plan.workers)
+    workers = [(s,) for s in streams] + [_probe()]
+    result = run_load(server.port, workers, duration=plan.seconds, watch_pid=server.pid)
+    posts, probe = result.samples["post"], result.samples["probe"]
+    latency, health = posts.summary(plan.seconds), probe.summary(plan.seconds)
+    return {
+        "server_command": server.command,
+        "duration_s": plan.seconds,
+        "connections": plan.connections,
+        "accepted": posts.count(202),
+        "accepted_per_s": round(posts.count(202, completed_within=plan.seconds) / plan.seconds, 1),
+        "post": latency,
+        "probe": health,
+        "post_p95_over_health_p95": _ratio(latency["p95_ms"], health["p95_ms"]),
+        # 0, or the floor committed what it must not and its figures are not a floor.
+        "tasks_in_db": _task_count(url),
+        **_costs(result),
+    }
+
+
+def _task_count(url: str) -> int:
+    log = TaskLog(url)
+    try:
+        return log.tasks()
+    finally:
+        log.close()
 
 
 def bench_database(kind: str, plan: Plan) -> dict[str, Any]:
@@ -605,7 +624,7 @@ def format_floor(f: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(
         [
             "== Floor: the reference request path with no database write and no task"
-            " (scripts/_floor_app.py)",
+            " (scripts/_accept_floor.py)",
             f"   uvicorn, 1 worker, access log OFF, loop={meta['server_loop']};"
             f" {meta['seconds']:g} s",
             "",
@@ -781,7 +800,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default=RUNS,
         help=(
-            "the runs to do, in their order: any of f (floor, no database), c (health alone),"
+            "the runs to do, in their order: any of f (floor, nothing committed), c (health alone),"
             " a (accept), r (accept at --accept-rate), b (background)"
         ),
     )

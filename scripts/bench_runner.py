@@ -3,11 +3,12 @@
     .venv/bin/python scripts/bench_runner.py [--tasks N] [--concurrency C] [--database-url URL]
 
 In one process, on one event loop (uvloop when installed), with the reference
-app's lifespan (engine, group-committing writer, runner, sweeper):
+app's lifespan (engine, group-committing task store, worker; the sweeper stopped):
 
-  accept  ``submit_task`` for N tasks, 50 at a time: what the 202 commits;
-  run     ``TaskRunner.run_scheduled`` for the same N tasks (``process_data``,
-          io_ms=0 and cpu_ms=0), C at a time: the claim, the body and the outcome.
+  accept  ``TaskStore.accept`` for N tasks, 50 at a time: what the 202 commits;
+  run     ``Worker.submit`` for the same N tasks (``process_data``, io_ms=0 and
+          cpu_ms=0), C at a time, what a route hands to ``BackgroundTasks``: the
+          slot, the claim, the body and the outcome.
 
 It prints tasks per second of wall time and microseconds of process CPU per task
 (``time.process_time``: every thread, aiosqlite's included). bench_accept.py
@@ -61,8 +62,8 @@ async def measure(database_url: str, tasks: int, concurrency: int) -> list[Phase
     from reference_app.db.engine import session_scope
     from reference_app.db.models import Task
     from reference_app.main import create_app
-    from reference_app.tasks.runner import TaskRunner
-    from reference_app.tasks.scheduling import Submission, submit_task
+    from reference_app.store import Submission, TaskStore
+    from reference_app.tasks.worker import Worker
 
     settings = Settings(
         database_url=database_url,
@@ -73,10 +74,11 @@ async def measure(database_url: str, tasks: int, concurrency: int) -> list[Phase
     app = create_app(settings)
     ids: list[uuid.UUID] = []
     async with app.router.lifespan_context(app):
-        # This script hands every task to the runner itself: no sweep may take one, or hold
+        # This script hands every task to the worker itself: no sweep may take one, or hold
         # the free slots while it looks for due work.
         await app.state.sweeper.stop()
-        runner: TaskRunner = app.state.runner
+        store: TaskStore = app.state.store
+        worker: Worker = app.state.worker
 
         def submission(n: int) -> Submission:
             params = {"data": {"n": n}, "io_ms": 0, "cpu_ms": 0}
@@ -85,18 +87,18 @@ async def measure(database_url: str, tasks: int, concurrency: int) -> list[Phase
         async def accept() -> None:
             for start in range(0, tasks, ACCEPT_GROUP):
                 group = range(start, min(start + ACCEPT_GROUP, tasks))
-                accepted = await asyncio.gather(
-                    *(submit_task(app.state.writer, submission(n), max_attempts=5) for n in group)
-                )
+                accepted = await asyncio.gather(*(store.accept(submission(n)) for n in group))
                 ids.extend(a.task_id for a in accepted)
 
         slots = asyncio.Semaphore(concurrency)
 
         async def run_one(task_id: uuid.UUID) -> None:
             async with slots:
-                if not runner.try_reserve():
+                # submit() takes the slot before its first await; without one it would
+                # leave the task to the (stopped) sweeper and the run would prove nothing.
+                if worker.free_slots < 1:
                     raise RuntimeError("no free slot: something else is running tasks")
-                await runner.run_scheduled(task_id=task_id)
+                await worker.submit(task_id=task_id)
 
         async def run() -> None:
             await asyncio.gather(*(run_one(task_id) for task_id in ids))

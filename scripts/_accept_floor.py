@@ -1,0 +1,108 @@
+"""The accept path's floor: the reference app itself, with a store that commits nothing.
+
+``uvicorn --app-dir scripts _accept_floor:app`` serves ``create_app()``, the
+reference app with its lifespan, middleware, error handlers, dependencies,
+models and routes, all of them its own objects, with one dependency
+overridden: ``get_store`` returns a ``NoopStore``, whose ``accept`` commits
+nothing and answers ``created=False``, so the route hands no task to
+``BackgroundTasks`` either. ``POST /process-data`` still answers the 202 the
+reference app would, so ``scripts/bench_accept.py`` (run f) measures what the
+request path alone costs on this machine: the ceiling no database tuning can
+lift. Nothing here copies a route, so there is nothing to drift from it.
+
+The lifespan is the reference app's too (an engine, a worker, an idle sweeper,
+``gc.freeze()``): the POST never reaches them, but the process the floor
+measures is set up like the one the other runs measure.
+
+Not an app to copy: it accepts work it never does.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI
+
+from reference_app.api.deps import get_store
+from reference_app.core.config import Settings
+from reference_app.db.models import TaskEvent
+from reference_app.events.lifecycle import TaskStatus
+from reference_app.events.store import NewEvent
+from reference_app.main import create_app
+from reference_app.store import (
+    Accepted,
+    Claim,
+    Lease,
+    Recorded,
+    Recovered,
+    Submission,
+    TaskRecord,
+    TerminalHook,
+)
+
+__all__ = ["NoopStore", "app", "create_floor_app"]
+
+_SCHEDULED = TaskStatus.SCHEDULED.value
+
+
+class NoopStore:
+    """A structural stand-in for ``TaskStore`` (the same public methods, signatures and
+    all) that stores nothing.
+
+    ``accept`` answers as for an idempotent replay (``created=False``: a task that has
+    its run already), so no route starts one. The reads find nothing: the floor has no tasks, and a
+    ``GET /tasks/{id}`` of its ``Location`` gets the 404 the truth calls for. What only a
+    worker or the sweeper calls raises: on the floor that would mean work was started.
+    """
+
+    async def accept(self, submission: Submission) -> Accepted:
+        """Commit nothing; a fresh id, so the 202 and its ``Location`` look like the real ones."""
+        return Accepted(task_id=uuid.uuid4(), status=_SCHEDULED, created=False)
+
+    async def close(self) -> None:
+        """Nothing is queued."""
+
+    async def find_task(self, org_id: str, task_id: uuid.UUID) -> TaskRecord | None:
+        return None
+
+    async def events_of(self, org_id: str, task_id: uuid.UUID) -> list[TaskEvent] | None:
+        return None
+
+    def add_terminal_hook(self, hook: TerminalHook) -> None:
+        raise _no_work()
+
+    async def claim(self, task_id: uuid.UUID, lease: Lease) -> Claim | None:
+        raise _no_work()
+
+    async def claim_due(self, limit: int, lease: Lease) -> list[Claim]:
+        raise _no_work()
+
+    async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
+        raise _no_work()
+
+    async def record_outcome(self, claim: Claim, events: list[NewEvent]) -> Recorded:
+        raise _no_work()
+
+    async def recover_expired_leases(self) -> Recovered:
+        raise _no_work()
+
+
+def _no_work() -> NotImplementedError:
+    return NotImplementedError("the floor's store runs no tasks: nothing may claim one")
+
+
+def create_floor_app(settings: Settings | None = None) -> FastAPI:
+    """``create_app(settings)`` with ``get_store`` overridden by a ``NoopStore``."""
+    app = create_app(settings)
+    store = NoopStore()
+
+    # async def, as get_store is: FastAPI runs a plain def dependency in the threadpool,
+    # a thread hop per request that the reference app does not make.
+    async def noop_store() -> NoopStore:
+        return store
+
+    app.dependency_overrides[get_store] = noop_store
+    return app
+
+
+app = create_floor_app()
