@@ -188,8 +188,9 @@ class TaskStore:
         self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
     ) -> list[Claim | None]:
         """One read and one append for every claim of a batch. None for a task that is no
-        longer scheduled, or that the batch names twice."""
-        leases = dict(items)
+        longer scheduled, or that the batch names twice (the claim goes to the caller whose
+        lease it was started under)."""
+        leases = dict(items)  # a task named twice is started under its last caller's lease
         rows = await session.execute(select_claimable, {"task_ids": sorted(leases)})
         startable = [row for row in rows if row.status == TaskStatus.SCHEDULED.value]
         started: dict[uuid.UUID, Claim] = {}
@@ -197,7 +198,10 @@ class TaskStore:
         for lease in set(leases.values()):
             mine = [row for row in startable if leases[row.id] == lease]
             started.update((c.task_id, c) for c in await _start(session, mine, lease))
-        return [started.pop(task_id, None) for task_id, _ in items]
+        return [
+            started.pop(task_id, None) if leases[task_id] == lease else None
+            for task_id, lease in items
+        ]
 
     async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
         """Extend the attempt's lease; False if the task moved on or another owner holds it."""

@@ -4,8 +4,9 @@ Found by the webhook-fault scenario on a loaded machine: deliveries whose outcom
 longer than the lease to commit (pool and event-loop waits) were rerun by the sweeper
 ("LeaseExpired ... its process stopped") although their process was alive and their POST
 had succeeded, so the receiver got them twice. The heartbeat used to stop when the task
-body returned, before the outcome was committed; now ``TaskRunner._leased`` renews the
-lease until the outcome is committed.
+body returned, before the outcome was committed; now the heartbeat of ``tasks/lease.py``
+(``leased``, around ``Attempt``'s run *and* record) renews the lease until the outcome is
+committed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import httpx
 import pytest
 
 from reference_app.main import create_app
+from reference_app.store import Recorded
+from reference_app.tasks.attempt import Attempt
 from reference_app.tasks.context import TaskContext
-from reference_app.tasks.runner import TaskRunner
 from tests.conftest import AUTH_A, make_settings, wait_for_status
 
 LEASE = 0.5
@@ -34,17 +36,18 @@ async def test_an_outcome_committed_after_the_lease_does_not_rerun_the_finished_
         bodies_run += 1
         return {"run": bodies_run}
 
-    real_record = TaskRunner._record
+    real_record = Attempt._record
     commits = 0
 
-    async def slow_first_commit(self: TaskRunner, claim: Any, events: Any) -> None:
+    async def slow_first_commit(self: Attempt, claim: Any, events: Any) -> Recorded:
         nonlocal commits
         commits += 1
         if commits == 1:
             await asyncio.sleep(3 * LEASE)  # one pool or event-loop wait, as under load
-        await real_record(self, claim, events)
+        return await real_record(self, claim, events)
 
-    monkeypatch.setattr(TaskRunner, "_record", slow_first_commit)
+    # On the class: an Attempt is a frozen dataclass with slots, so not on the instance.
+    monkeypatch.setattr(Attempt, "_record", slow_first_commit)
     settings = make_settings(database_url, lease_seconds=LEASE)
     app = create_app(settings, handlers={"process_data": side_effect})
     async with (

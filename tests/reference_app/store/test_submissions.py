@@ -1,21 +1,18 @@
-"""Accepting tasks under group commit: concurrent submissions share a transaction,
-and an idempotency key reused inside a batch fails or replays only its own caller."""
+"""Accepting tasks (``TaskStore.accept``) under group commit: concurrent submissions share
+a transaction, and an idempotency key reused inside a batch fails or replays only its own
+caller."""
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from reference_app.core.clock import utcnow
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task, TaskEvent
-from reference_app.db.writer import Writer
-from reference_app.tasks.scheduling import (
-    Accepted,
-    IdempotencyMismatch,
-    Submission,
-    submit_task,
-)
+from reference_app.store import Accepted, IdempotencyMismatch, Lease, Submission, TaskStore
 
 
 def submission(
@@ -42,11 +39,9 @@ async def counts(sessions: SessionFactory) -> tuple[int, int]:
 async def test_concurrent_submissions_each_commit_one_task_scheduled(
     sessions: SessionFactory, group_commit: bool
 ) -> None:
-    writer = Writer(sessions, group_commit=group_commit)
-    accepted = await asyncio.gather(
-        *(submit_task(writer, submission(n), max_attempts=3) for n in range(30))
-    )
-    await writer.close()
+    store = TaskStore(sessions, max_attempts=3, group_commit=group_commit)
+    accepted = await asyncio.gather(*(store.accept(submission(n)) for n in range(30)))
+    await store.close()
 
     assert len({a.task_id for a in accepted}) == 30
     assert all(a.created and a.status == "scheduled" for a in accepted)
@@ -59,20 +54,20 @@ async def test_concurrent_submissions_each_commit_one_task_scheduled(
 async def test_a_reused_key_in_a_batch_fails_or_replays_only_its_callers(
     sessions: SessionFactory,
 ) -> None:
-    writer = Writer(sessions, group_commit=True)
-    first = await submit_task(writer, submission(0, key="k-1", params={"x": 1}), max_attempts=3)
+    store = TaskStore(sessions, max_attempts=3, group_commit=True)
+    first = await store.accept(submission(0, key="k-1", params={"x": 1}))
 
     # One batch: fresh tasks, a replay of k-1, a different body under k-1, and two new
     # submissions racing for k-2 (neither sees the other before inserting).
     outcomes = await asyncio.gather(
-        *(submit_task(writer, submission(n), max_attempts=3) for n in range(1, 6)),
-        submit_task(writer, submission(6, key="k-1", params={"x": 1}), max_attempts=3),
-        submit_task(writer, submission(7, key="k-1", params={"x": 2}), max_attempts=3),
-        submit_task(writer, submission(8, key="k-2", params={"y": 1}), max_attempts=3),
-        submit_task(writer, submission(9, key="k-2", params={"y": 1}), max_attempts=3),
+        *(store.accept(submission(n)) for n in range(1, 6)),
+        store.accept(submission(6, key="k-1", params={"x": 1})),
+        store.accept(submission(7, key="k-1", params={"x": 2})),
+        store.accept(submission(8, key="k-2", params={"y": 1})),
+        store.accept(submission(9, key="k-2", params={"y": 1})),
         return_exceptions=True,
     )
-    await writer.close()
+    await store.close()
 
     fresh, replay, mismatch, raced = outcomes[:5], outcomes[5], outcomes[6], outcomes[7:]
     assert all(isinstance(a, Accepted) and a.created for a in fresh)
@@ -84,3 +79,61 @@ async def test_a_reused_key_in_a_batch_fails_or_replays_only_its_callers(
     assert sorted(a.created for a in raced if isinstance(a, Accepted)) == [False, True]
     # k-1's task, five fresh ones and k-2's task: one task_scheduled each, nothing else.
     assert await counts(sessions) == (7, 7)
+
+
+async def test_the_scheduled_event_records_the_submission_and_the_stores_max_attempts(
+    sessions: SessionFactory,
+) -> None:
+    store = TaskStore(sessions, max_attempts=5, group_commit=False)
+    keyed = submission(1, key="k-1")
+    accepted = await store.accept(keyed)
+    plain = await store.accept(submission(2))
+
+    async with session_scope(sessions) as session:
+        events = {
+            e.task_id: e
+            for e in await session.scalars(select(TaskEvent).where(TaskEvent.version == 1))
+        }
+        task = await session.get(Task, accepted.task_id)
+    first, second = events[accepted.task_id], events[plain.task_id]
+    assert first.type == "task_scheduled"
+    assert first.payload["max_attempts"] == 5
+    assert (first.payload["kind"], first.payload["params"]) == ("process_data", {"n": 1})
+    assert (first.payload["idempotency_key"], first.payload["request_id"]) == ("k-1", "req-1")
+    assert first.payload["request_hash"] == keyed.fingerprint()
+    assert second.payload["request_hash"] is None  # no key, nothing to tell replays apart
+    assert "not_before" not in first.payload
+    assert task is not None
+    assert (task.status, task.max_attempts, task.attempts) == ("scheduled", 5, 0)
+
+
+async def test_a_task_accepted_without_not_before_is_due_for_the_sweeper_at_once(
+    sessions: SessionFactory,
+) -> None:
+    store = TaskStore(sessions, max_attempts=3, group_commit=False)
+    accepted = await store.accept(submission(1))
+
+    claims = await store.claim_due(10, Lease("sweeper:1:aa", 30.0))
+
+    assert [c.task_id for c in claims] == [accepted.task_id]
+
+
+async def test_not_before_holds_the_task_back_from_the_sweeper_but_not_from_its_request(
+    sessions: SessionFactory,
+) -> None:
+    store = TaskStore(sessions, max_attempts=3, group_commit=False)
+    hold = utcnow() + timedelta(minutes=5)
+    held = Submission(
+        org_id="org-a", user_id="alice", kind="process_data", params={}, not_before=hold
+    )
+    accepted = await store.accept(held)
+    lease = Lease("this-host:1:aa", 30.0)
+
+    assert await store.claim_due(10, lease) == []
+    async with session_scope(sessions) as session:
+        task = await session.get(Task, accepted.task_id)
+    assert task is not None
+    assert task.run_after == hold
+    claim = await store.claim(accepted.task_id, lease)  # what the inline request does
+    assert claim is not None
+    assert claim.attempt == 1

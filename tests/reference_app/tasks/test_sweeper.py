@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 from structlog.testing import capture_logs
 
-from reference_app.core.clock import utcnow
-from reference_app.db.engine import SessionFactory, session_scope
-from reference_app.db.models import Task
-from reference_app.db.writer import Writer
-from reference_app.events.lifecycle import EventType
-from reference_app.events.store import NewEvent, append_events
+from reference_app.db.engine import SessionFactory
+from reference_app.store import TaskStore
 from reference_app.tasks.context import TaskContext
-from reference_app.tasks.retry import RetryPolicy
-from reference_app.tasks.runner import TaskRunner
-from reference_app.tasks.scheduling import Submission, submit_task
 from reference_app.tasks.sweeper import Sweeper
-
-WAIT = 15.0
-HOUR = 3600.0
+from reference_app.tasks.worker import Worker
+from tests.reference_app._task_kit import (
+    HOUR,
+    WAIT,
+    FollowUps,
+    Gate,
+    Working,
+    load,
+    schedule,
+    schedule_retry,
+    start_attempt,
+    status_counts,
+    wait_until,
+    working,
+)
 
 
 class Recorder:
@@ -42,8 +45,10 @@ class Recorder:
 class ObservedSweeper(Sweeper):
     """A sweeper that counts its passes, the first ``failures`` of which raise."""
 
-    def __init__(self, runner: TaskRunner, *, interval: float, failures: int = 0) -> None:
-        super().__init__(runner, interval=interval)
+    def __init__(
+        self, store: TaskStore, worker: Worker, *, interval: float, failures: int = 0
+    ) -> None:
+        super().__init__(store, worker, interval=interval)
         self.passes = 0
         self.finished = 0
         self.failures = failures
@@ -57,82 +62,18 @@ class ObservedSweeper(Sweeper):
         return started
 
 
-@asynccontextmanager
-async def running(sessions: SessionFactory, handler: Recorder) -> AsyncIterator[TaskRunner]:
-    with ThreadPoolExecutor(1) as pool:
-        runner = TaskRunner(
-            sessions=sessions,
-            handlers={"process_data": handler},
-            policy=RetryPolicy(max_attempts=3, base_seconds=0.0, cap_seconds=0.0),
-            capacity=8,
-            lease_seconds=30.0,
-            cpu_pool=pool,
-        )
-        try:
-            yield runner
-        finally:
-            await runner.drain(0)
+def running(
+    sessions: SessionFactory, handler: Any, **options: Any
+) -> AbstractAsyncContextManager[Working]:
+    return working(sessions, handler, **{"capacity": 8, **options})
 
 
-async def schedule(sessions: SessionFactory) -> uuid.UUID:
-    submission = Submission(org_id="org-a", user_id="alice", kind="process_data", params={})
-    return (
-        await submit_task(Writer(sessions, group_commit=False), submission, max_attempts=3)
-    ).task_id
-
-
-async def start_attempt(
-    sessions: SessionFactory, task_id: uuid.UUID, *, lease_left: timedelta
-) -> None:
-    started = NewEvent(
-        EventType.TASK_STARTED,
-        {
-            "attempt": 1,
-            "lease_owner": "other-host:1:cafe",
-            "lease_expires_at": (utcnow() + lease_left).isoformat(),
-        },
-    )
-    async with session_scope(sessions) as session:
-        await append_events(session, task_id, expected_version=1, events=[started])
-
-
-async def schedule_retry(sessions: SessionFactory, *, due_in: timedelta) -> uuid.UUID:
-    """A task whose first attempt failed, with its retry due ``due_in`` from now."""
-    task_id = await schedule(sessions)
-    await start_attempt(sessions, task_id, lease_left=timedelta(seconds=30))
-    failed = NewEvent(
-        EventType.ATTEMPT_FAILED,
-        {"attempt": 1, "error_type": "TransientError", "error": "busy", "transient": True},
-    )
-    retry = NewEvent(
-        EventType.RETRY_SCHEDULED,
-        {
-            "attempt": 1,
-            "due_at": (failed.at + due_in).isoformat(),
-            "delay_seconds": due_in.total_seconds(),
-            "reason": "TransientError",
-        },
-        at=failed.at,
-    )
-    async with session_scope(sessions) as session:
-        await append_events(session, task_id, expected_version=2, events=[failed, retry])
-    return task_id
+def observed(w: Working, *, interval: float, failures: int = 0) -> ObservedSweeper:
+    return ObservedSweeper(w.store, w.worker, interval=interval, failures=failures)
 
 
 async def status_of(sessions: SessionFactory, task_id: uuid.UUID) -> str:
-    async with session_scope(sessions) as session:
-        task = await session.get(Task, task_id)
-    assert task is not None
-    return task.status
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Wait, bounded, until state that other tasks change satisfies ``condition``."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
+    return (await load(sessions, task_id)).status
 
 
 def sweeper_tasks() -> list[asyncio.Task[Any]]:
@@ -150,10 +91,10 @@ async def test_a_pass_runs_due_scheduled_and_retrying_tasks_but_not_future_retri
     retry_due = await schedule_retry(sessions, due_in=timedelta(seconds=-1))
     retry_later = await schedule_retry(sessions, due_in=timedelta(hours=1))
 
-    async with running(sessions, recorder) as runner:
+    async with running(sessions, recorder) as w:
         with capture_logs() as logs:
-            started = await Sweeper(runner, interval=HOUR).sweep_once()
-        await runner.drain(WAIT)
+            started = await w.sweeper(HOUR).sweep_once()
+        await w.worker.drain(WAIT)
 
     assert started == 2
     assert sorted(recorder.ran) == sorted([scheduled, retry_due])
@@ -171,9 +112,9 @@ async def test_a_pass_recovers_an_expired_lease_and_reruns_the_task(
     task_id = await schedule(sessions)
     await start_attempt(sessions, task_id, lease_left=timedelta(seconds=-1))
 
-    async with running(sessions, recorder) as runner:
-        assert await Sweeper(runner, interval=HOUR).sweep_once() == 1
-        await runner.drain(WAIT)
+    async with running(sessions, recorder) as w:
+        assert await w.sweeper(HOUR).sweep_once() == 1
+        await w.worker.drain(WAIT)
 
     assert recorder.ran == [task_id]
     assert await status_of(sessions, task_id) == "succeeded"
@@ -183,9 +124,9 @@ async def test_a_pass_with_nothing_due_starts_nothing(sessions: SessionFactory) 
     recorder = Recorder()
     await schedule_retry(sessions, due_in=timedelta(hours=1))
 
-    async with running(sessions, recorder) as runner:
+    async with running(sessions, recorder) as w:
         with capture_logs() as logs:
-            assert await Sweeper(runner, interval=HOUR).sweep_once() == 0
+            assert await w.sweeper(HOUR).sweep_once() == 0
 
     assert recorder.ran == []
     assert logs == []
@@ -198,14 +139,14 @@ async def test_the_loop_sweeps_once_at_start(sessions: SessionFactory) -> None:
     recorder = Recorder()
     task_id = await schedule(sessions)
 
-    async with running(sessions, recorder) as runner:
-        sweeper = Sweeper(runner, interval=HOUR)
+    async with running(sessions, recorder) as w:
+        sweeper = w.sweeper(HOUR)
         sweeper.start()
         try:
             await wait_until(lambda: task_id in recorder.ran)
         finally:
             await sweeper.stop()
-        await runner.drain(WAIT)
+        await w.worker.drain(WAIT)
 
     assert await status_of(sessions, task_id) == "succeeded"
 
@@ -215,8 +156,8 @@ async def test_wake_sweeps_now_rather_than_at_the_next_interval(
 ) -> None:
     recorder = Recorder()
 
-    async with running(sessions, recorder) as runner:
-        sweeper = ObservedSweeper(runner, interval=HOUR)
+    async with running(sessions, recorder) as w:
+        sweeper = observed(w, interval=HOUR)
         sweeper.start()
         try:
             await wait_until(lambda: sweeper.finished == 1)
@@ -237,8 +178,8 @@ async def test_the_loop_survives_a_failed_pass_and_keeps_sweeping(
     recorder = Recorder()
     task_id = await schedule(sessions)
 
-    async with running(sessions, recorder) as runner:
-        sweeper = ObservedSweeper(runner, interval=0.01, failures=2)
+    async with running(sessions, recorder) as w:
+        sweeper = observed(w, interval=0.01, failures=2)
         with capture_logs() as logs:
             sweeper.start()
             try:
@@ -253,8 +194,8 @@ async def test_the_loop_survives_a_failed_pass_and_keeps_sweeping(
 
 
 async def test_stop_ends_the_loop(sessions: SessionFactory) -> None:
-    async with running(sessions, Recorder()) as runner:
-        sweeper = ObservedSweeper(runner, interval=0.01)
+    async with running(sessions, Recorder()) as w:
+        sweeper = observed(w, interval=0.01)
         sweeper.start()
         await wait_until(lambda: sweeper.passes >= 2)
         assert len(sweeper_tasks()) == 1
@@ -268,8 +209,8 @@ async def test_stop_ends_the_loop(sessions: SessionFactory) -> None:
 
 
 async def test_stop_is_safe_before_start_and_twice(sessions: SessionFactory) -> None:
-    async with running(sessions, Recorder()) as runner:
-        sweeper = Sweeper(runner, interval=HOUR)
+    async with running(sessions, Recorder()) as w:
+        sweeper = w.sweeper(HOUR)
         await sweeper.stop()
         sweeper.start()
         await sweeper.stop()
@@ -280,8 +221,8 @@ async def test_stop_is_safe_before_start_and_twice(sessions: SessionFactory) -> 
 
 async def test_stop_right_after_a_wake_still_ends_the_loop(sessions: SessionFactory) -> None:
     # A task finishing during shutdown wakes the sweeper just as the lifespan stops it.
-    async with running(sessions, Recorder()) as runner:
-        sweeper = ObservedSweeper(runner, interval=HOUR)
+    async with running(sessions, Recorder()) as w:
+        sweeper = observed(w, interval=HOUR)
         sweeper.start()
         await wait_until(lambda: sweeper.finished == 1)
         await asyncio.sleep(0.05)  # let the loop park on its wake event
@@ -299,3 +240,69 @@ async def test_stop_right_after_a_wake_still_ends_the_loop(sessions: SessionFact
                 task.cancel()
             if leftovers:
                 await asyncio.wait(leftovers, timeout=5)
+
+
+# Handing work to the worker --------------------------------------------------------------
+
+
+async def test_a_pass_claims_no_more_than_the_free_slots_and_leaves_the_rest_due(
+    sessions: SessionFactory,
+) -> None:
+    gate = Gate()
+    for _ in range(3):
+        await schedule(sessions)
+
+    async with running(sessions, gate, capacity=2) as w:
+        try:
+            w.worker.reserve()  # one slot taken by a request's task
+            assert await w.sweeper(HOUR).sweep_once() == 1
+            assert w.worker.free_slots == 0
+            assert await w.sweeper(HOUR).sweep_once() == 0  # no slot, no claim
+            assert await status_counts(sessions) == {"running": 1, "scheduled": 2}
+        finally:
+            gate.release.set()
+            w.worker.release()
+        await w.worker.drain(WAIT)
+
+
+async def test_a_freed_slot_wakes_the_loop_for_the_work_that_waited(
+    sessions: SessionFactory,
+) -> None:
+    recorder = Recorder()
+    task_ids = [await schedule(sessions) for _ in range(3)]
+
+    # One slot and an hour between sweeps: only the wake-ups of freed slots run all three.
+    async with running(sessions, recorder, capacity=1) as w:
+        sweeper = observed(w, interval=HOUR)
+        sweeper.start()
+        try:
+            await wait_until(lambda: len(recorder.ran) == 3)
+        finally:
+            await sweeper.stop()
+        await w.worker.drain(WAIT)
+
+    assert sorted(recorder.ran) == sorted(task_ids)
+    assert await status_counts(sessions) == {"succeeded": 3}
+    assert sweeper.passes >= 3
+
+
+async def test_a_pass_runs_what_the_terminal_hooks_of_a_recovered_task_started(
+    sessions: SessionFactory,
+) -> None:
+    recorder = Recorder()
+    follow_ups = FollowUps()
+
+    # Its only attempt's process died: recovering the lease fails the task for good.
+    task_id = await schedule(sessions, max_attempts=1)
+    await start_attempt(sessions, task_id, lease_left=timedelta(seconds=-1))
+
+    async with running(
+        sessions, recorder, terminal_hooks=[follow_ups], kinds=["process_data", FollowUps.KIND]
+    ) as w:
+        await w.sweeper(HOUR).sweep_once()
+        (follow_up_id,) = follow_ups.started
+        await wait_until(lambda: follow_up_id in recorder.ran)
+        await w.worker.drain(WAIT)
+
+    assert await status_of(sessions, task_id) == "failed"
+    assert await status_of(sessions, follow_up_id) == "succeeded"

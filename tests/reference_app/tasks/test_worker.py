@@ -8,27 +8,22 @@ lease heartbeat in test_lease.py; the store's statements in store/test_task_stor
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, cast
 
-import pytest
-
 from reference_app.db.engine import SessionFactory
-from reference_app.events.lifecycle import EventType
-from reference_app.events.store import NewEvent
-from reference_app.store import Claim, TaskStore
+from reference_app.store import TaskStore
 from reference_app.tasks.context import TaskContext
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.worker import Worker
 from tests.conftest import make_settings, wait_for_status
 from tests.reference_app._task_kit import (
     DEAD_OWNER,
-    HOUR,
     JOB,
     WAIT,
     Attempts,
+    FollowUps,
     Gate,
     load,
     post_job,
@@ -375,44 +370,16 @@ async def test_an_outcome_that_starts_a_stream_runs_it_on_a_free_slot(
     sessions: SessionFactory,
 ) -> None:
     """A terminal hook's stream (a webhook delivery) is handed to ``run_soon`` at once."""
-    follow_ups: list[uuid.UUID] = []
+    follow_ups = FollowUps()
     handler = Attempts(failures=0)
-
-    def follow_up(claim: Claim, final: NewEvent) -> tuple[uuid.UUID, NewEvent] | None:
-        if claim.kind != "process_data":
-            return None
-        follow_ups.append(uuid.uuid4())
-        payload = {"kind": "follow_up", "org_id": claim.org_id, "user_id": claim.user_id}
-        payload |= {"params": {}, "max_attempts": 1}
-        return follow_ups[-1], NewEvent(EventType.TASK_SCHEDULED, payload)
 
     task_id = await schedule(sessions)
     async with working(
-        sessions, handler, terminal_hooks=[follow_up], kinds=["process_data", "follow_up"]
+        sessions, handler, terminal_hooks=[follow_ups], kinds=["process_data", FollowUps.KIND]
     ) as w:
         await asyncio.wait_for(w.worker.submit(task_id=task_id), WAIT)
-        (follow_up_id,) = follow_ups
+        (follow_up_id,) = follow_ups.started
         await wait_until(lambda: follow_up_id in handler.calls)
         await w.worker.drain(WAIT)
 
     assert (await load(sessions, follow_up_id)).status == "succeeded"
-
-
-@pytest.mark.parametrize("capacity", [1, 3])
-async def test_a_sweep_claims_no_more_than_the_free_slots(
-    sessions: SessionFactory, capacity: int
-) -> None:
-    gate = Gate()
-    for _ in range(5):
-        await schedule(sessions)
-
-    async with working(sessions, gate, capacity=capacity) as w:
-        try:
-            assert await w.sweeper(HOUR).sweep_once() == capacity
-            assert w.worker.free_slots == 0
-            assert await w.sweeper(HOUR).sweep_once() == 0
-        finally:
-            gate.release.set()
-        await w.worker.drain(WAIT)
-
-    assert await status_counts(sessions) == {"succeeded": capacity, "scheduled": 5 - capacity}
