@@ -79,7 +79,8 @@ async def deliver(
     target = httpx.URL(url)
     try:
         port = target.port or (443 if target.scheme == "https" else 80)
-        addresses = await resolve_checked(target.host, port, AllowList.from_setting(get_settings().webhook_allow))
+        allow = AllowList.from_setting(get_settings().webhook_allow)
+        addresses = await resolve_checked(target.host, port, allow)
     except UnsafeURL as exc:
         log.warning("webhook_blocked", reason=str(exc))
         return

@@ -1,4 +1,4 @@
-"""The group committer: one transaction per unit, or a group commit that fails only the guilty unit."""
+"""The group committer: a transaction per unit, or group commits that fail only the guilty unit."""
 
 import asyncio
 import sqlite3
