@@ -74,6 +74,9 @@ class Sweeper:
         # Take the slots before awaiting the database, so a request cannot take them meanwhile.
         slots = self.worker.reserve(self.worker.free_slots)
         if not slots:
+            # Woken with every slot busy (a retry came due): come back when one frees,
+            # not at the next interval.
+            self.worker.mark_backlog()
             return 0
         claims = []
         try:

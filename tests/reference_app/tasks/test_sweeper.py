@@ -265,6 +265,19 @@ async def test_a_pass_claims_no_more_than_the_free_slots_and_leaves_the_rest_due
         await w.worker.drain(WAIT)
 
 
+async def test_a_pass_with_every_slot_busy_asks_to_be_woken_when_one_frees(
+    sessions: SessionFactory,
+) -> None:
+    async with running(sessions, Gate(), capacity=1) as w:
+        w.worker.reserve()  # the only slot is busy; a retry comes due and wakes the sweeper
+        assert await w.sweeper(HOUR).sweep_once(recover=False) == 0
+        w.worker.work_due.clear()
+
+        w.worker.release()
+
+        assert w.worker.work_due.is_set()  # the next pass comes now, not an interval later
+
+
 async def test_a_freed_slot_wakes_the_loop_for_the_work_that_waited(
     sessions: SessionFactory,
 ) -> None:
