@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, false, insert, or_, select, update
+from sqlalchemy import Table, Update, bindparam, false, insert, or_, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,7 @@ __all__ = [
     "append_events",
     "append_many",
     "renew_lease",
+    "renew_leases",
     "start_stream",
     "start_streams",
 ]
@@ -85,15 +86,16 @@ _lock_streams = (
     .order_by(_tasks.c.id)
     .with_for_update()
 )
-_renew_lease = (
+# Row values and RETURNING: both databases have them (SQLite since 3.15 and 3.35).
+_renew_leases = (
     update(_tasks)
     .where(
-        _tasks.c.id == bindparam("expected_id"),
-        _tasks.c.version == bindparam("expected_version"),
+        tuple_(_tasks.c.id, _tasks.c.version).in_(bindparam("streams", expanding=True)),
         _tasks.c.lease_owner == bindparam("owner"),
         _tasks.c.status == TaskStatus.RUNNING.value,
     )
     .values(lease_expires_at=bindparam("until"))
+    .returning(_tasks.c.id, _tasks.c.version)
 )
 
 
@@ -239,8 +241,22 @@ async def renew_lease(
     session: AsyncSession, task_id: uuid.UUID, *, version: int, owner: str, until: datetime
 ) -> bool:
     """Extend a running task's lease; False if the task moved on or another owner holds it."""
+    renewed = await renew_leases(session, [(task_id, version)], owner=owner, until=until)
+    return (task_id, version) in renewed
+
+
+async def renew_leases(
+    session: AsyncSession,
+    streams: Sequence[tuple[uuid.UUID, int]],
+    *,
+    owner: str,
+    until: datetime,
+) -> set[tuple[uuid.UUID, int]]:
+    """``renew_lease`` for many (task id, version) pairs of one owner, in one statement.
+    Returns the pairs whose lease was extended."""
+    if not streams:
+        return set()
     result = await session.execute(
-        _renew_lease,
-        {"expected_id": task_id, "expected_version": version, "owner": owner, "until": until},
+        _renew_leases, {"streams": list(streams), "owner": owner, "until": until}
     )
-    return isinstance(result, CursorResult) and result.rowcount == 1
+    return {(row.id, row.version) for row in result}

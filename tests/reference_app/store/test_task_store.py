@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.core.clock import utcnow
 from reference_app.db.engine import SessionFactory, session_scope
@@ -416,6 +417,37 @@ async def test_renew_lease_extends_the_owners_lease_until_the_attempt_ends(
 
     task = await load(sessions, task_id)
     assert (task.status, task.lease_owner, task.lease_expires_at) == ("succeeded", None, None)
+
+
+@group_commits
+async def test_renewals_at_once_each_get_their_answer_from_one_statement(
+    sessions: SessionFactory, engine: AsyncEngine, group_commit: bool
+) -> None:
+    task_ids = [await schedule(sessions) for _ in range(12)]
+    statements: list[str] = []
+    async with opened(sessions, group_commit=group_commit) as store:
+        claims = [await store.claim(task_id, LEASE) for task_id in task_ids]
+        assert all(claims)
+        mine = [c for c in claims if c is not None]
+        stale = [dataclasses.replace(c, version=c.version - 1) for c in mine[:3]]
+
+        def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+            if statement.lstrip().upper().startswith("UPDATE"):
+                statements.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            answers = await asyncio.gather(
+                *(store.renew_lease(c, LEASE) for c in mine),
+                *(store.renew_lease(c, LEASE) for c in stale),
+                *(store.renew_lease(c, OTHER) for c in mine[3:6]),
+            )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+    assert answers == [True] * 12 + [False] * 3 + [False] * 3
+    # Grouped: one UPDATE per lease in the batch (ours and OTHER's); alone: one per call.
+    assert len(statements) == (2 if group_commit else 18)
 
 
 # recover_expired_leases -------------------------------------------------------------------------
