@@ -22,6 +22,7 @@ from reference_app.db.migrate import upgrade_database
 from reference_app.store import TaskStore
 from reference_app.tasks.context import Handler
 from reference_app.tasks.handlers import HANDLERS
+from reference_app.tasks.kinds import TaskKind
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.sweeper import Sweeper
 from reference_app.tasks.worker import Worker
@@ -38,11 +39,12 @@ log = get_logger(__name__)
 def create_app(
     settings: Settings | None = None,
     *,
-    handlers: Mapping[str, Handler] | None = None,
+    handlers: Mapping[str, Handler | TaskKind] | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
     resolver: Resolver = system_resolver,
 ) -> FastAPI:
-    """Build the app. Production reads the environment; tests pass settings, task bodies,
+    """Build the app. Production reads the environment; tests pass settings, task kinds
+    (a bare handler, or a ``TaskKind`` with its mode, concurrency and retry policy),
     an HTTP transport (``httpx.MockTransport``) and a DNS resolver."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.api_keys)
@@ -67,6 +69,7 @@ def create_app(
             max_attempts=settings.task_max_attempts,
             group_commit=True,
             read_sessions=read_sessions,
+            max_due=settings.max_due_tasks,
             # The webhooks package's side effect of a task's end, in the same transaction.
             terminal_hooks=[delivery_hook(max_attempts=webhook_policy.max_attempts)],
         )
@@ -90,17 +93,22 @@ def create_app(
         )
         worker = Worker(
             store=store,
-            handlers={**HANDLERS, WEBHOOK_KIND: sender.deliver, **(handlers or {})},
+            handlers={
+                **HANDLERS,
+                # An awaited POST: it shares the general slots, and retries over hours.
+                WEBHOOK_KIND: TaskKind(sender.deliver, retry=webhook_policy),
+                **(handlers or {}),
+            },
             policy=RetryPolicy(
                 max_attempts=settings.task_max_attempts,
                 base_seconds=settings.task_retry_base_seconds,
                 cap_seconds=settings.task_retry_cap_seconds,
             ),
-            policies={WEBHOOK_KIND: webhook_policy},
             capacity=settings.max_concurrent_tasks,
             lease_seconds=settings.lease_seconds,
             sessions=sessions,
             cpu_pool=cpu_pool,
+            cpu_slots=settings.cpu_workers,
         )
         sweeper = Sweeper(store, worker, interval=settings.sweep_interval_seconds)
         app.state.engine, app.state.sessions = engine, sessions

@@ -98,7 +98,7 @@ async def measure(database_url: str, tasks: int, concurrency: int) -> list[Phase
                 # leave the task to the (stopped) sweeper and the run would prove nothing.
                 if worker.free_slots < 1:
                     raise RuntimeError("no free slot: something else is running tasks")
-                await worker.submit(task_id=task_id)
+                await worker.submit(task_id=task_id, kind="process_data")
 
         async def run() -> None:
             await asyncio.gather(*(run_one(task_id) for task_id in ids))

@@ -49,7 +49,12 @@ class Settings(BaseSettings):
     migrate_on_startup: bool | None = None
     db_pool_size: int = Field(default=20, ge=1)
 
-    max_concurrent_tasks: int = Field(default=32, ge=1)
+    # Attempts at once in this process. I/O-bound work holds nothing while it awaits, so the
+    # default is high; CPU-bound kinds are held to the process pool's size (tasks/kinds.py).
+    max_concurrent_tasks: int = Field(default=256, ge=1)
+    # Admission control: POSTs get 503 + Retry-After while this many tasks are due.
+    # None (the default): accept everything durably, however long the backlog grows.
+    max_due_tasks: int | None = Field(default=None, ge=1)
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)

@@ -1,8 +1,14 @@
 """The task store: every SQL statement of the task system, and its group commit."""
 
 from reference_app.store.claims import Claim
-from reference_app.store.submissions import Accepted, IdempotencyMismatch, Submission
+from reference_app.store.submissions import (
+    Accepted,
+    BacklogFull,
+    IdempotencyMismatch,
+    Submission,
+)
 from reference_app.store.task_store import (
+    DueTask,
     Lease,
     NewStream,
     Recorded,
@@ -14,7 +20,9 @@ from reference_app.store.task_store import (
 
 __all__ = [
     "Accepted",
+    "BacklogFull",
     "Claim",
+    "DueTask",
     "IdempotencyMismatch",
     "Lease",
     "NewStream",

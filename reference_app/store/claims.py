@@ -6,12 +6,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Table, bindparam, func, select
 
 from reference_app.db.models import Task
 from reference_app.events.lifecycle import TaskStatus
 
-__all__ = ["Claim", "ClaimRow", "select_claimable", "select_due", "select_expired_leases"]
+__all__ = [
+    "Claim",
+    "ClaimRow",
+    "count_due",
+    "select_claimable",
+    "select_due",
+    "select_due_except_kinds",
+    "select_due_of_kinds",
+    "select_expired_leases",
+]
 
 # Core reads, not ORM entities: a claim needs a few columns once, not an identity map.
 # Built once and executed with parameters.
@@ -49,6 +58,18 @@ select_due = (
     .order_by(_tasks.c.run_after)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
+)
+
+# The same, of the ``kinds`` named (a kind with a concurrency limit of its own), or of
+# every kind but those (the kinds that share the worker's general slots).
+select_due_of_kinds = select_due.where(_tasks.c.kind.in_(bindparam("kinds", expanding=True)))
+select_due_except_kinds = select_due.where(_tasks.c.kind.not_in(bindparam("kinds", expanding=True)))
+
+# How many scheduled and retrying tasks are due by ``now``: the backlog admission control
+# bounds. The same index as ``select_due``.
+count_due = select(func.count()).where(
+    _tasks.c.status.in_([TaskStatus.SCHEDULED.value, TaskStatus.RETRYING.value]),
+    _tasks.c.run_after <= bindparam("now"),
 )
 
 # Running tasks whose lease expired before ``now``.

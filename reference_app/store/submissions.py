@@ -12,11 +12,20 @@ from typing import Any
 from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent
 
-__all__ = ["Accepted", "IdempotencyMismatch", "Submission", "scheduled_event"]
+__all__ = ["Accepted", "BacklogFull", "IdempotencyMismatch", "Submission", "scheduled_event"]
 
 
 class IdempotencyMismatch(Exception):
     """The idempotency key was already used with a different request."""
+
+
+class BacklogFull(Exception):
+    """Admission control: the due backlog is at its bound, so nothing was written."""
+
+    def __init__(self, due: int, bound: int) -> None:
+        super().__init__(f"{due} tasks are due, and the bound is {bound}")
+        self.due = due
+        self.bound = bound
 
 
 @dataclass(frozen=True, slots=True)

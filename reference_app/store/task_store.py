@@ -14,9 +14,10 @@ and its final event, return a new stream to start in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -39,19 +40,32 @@ from reference_app.events.store import (
 from reference_app.store.claims import (
     Claim,
     ClaimRow,
+    count_due,
     select_claimable,
     select_due,
+    select_due_except_kinds,
+    select_due_of_kinds,
     select_expired_leases,
 )
 from reference_app.store.group_commit import GroupCommitter
 from reference_app.store.submissions import (
     Accepted,
+    BacklogFull,
     IdempotencyMismatch,
     Submission,
     scheduled_event,
 )
 
-__all__ = ["Lease", "NewStream", "Recorded", "Recovered", "TaskRecord", "TaskStore", "TerminalHook"]
+__all__ = [
+    "DueTask",
+    "Lease",
+    "NewStream",
+    "Recorded",
+    "Recovered",
+    "TaskRecord",
+    "TaskStore",
+    "TerminalHook",
+]
 
 log = get_logger(__name__)
 
@@ -73,12 +87,20 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class DueTask:
+    """A task a terminal hook started: due now, for a worker with a slot for its kind."""
+
+    task_id: uuid.UUID
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """What ``record_outcome`` did: nothing if the attempt was superseded (its lease
     expired and another attempt took over), else the streams its hooks started."""
 
     superseded: bool
-    started: list[uuid.UUID] = field(default_factory=list)
+    started: list[DueTask] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +109,7 @@ class Recovered:
     streams the terminal hooks started for those that ended for good."""
 
     recovered: list[uuid.UUID]
-    started: list[uuid.UUID]
+    started: list[DueTask]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +131,7 @@ class TaskStore:
         group_commit: bool = True,
         read_sessions: SessionFactory | None = None,
         terminal_hooks: Sequence[TerminalHook] = (),
+        max_due: int | None = None,
     ) -> None:
         self.sessions = sessions
         # Reads that need no write lock (on SQLite, connections without BEGIN IMMEDIATE).
@@ -116,6 +139,12 @@ class TaskStore:
         self.max_attempts = max_attempts
         self._commits = GroupCommitter(sessions, group_commit=group_commit)
         self._terminal_hooks = list(terminal_hooks)
+        # Admission control (off with None): ``accept`` refuses while this many tasks are
+        # due. ``due`` is the last count (``count_due``), plus this process's accepts since,
+        # minus its claims since: other processes' work shows at the next count.
+        self.max_due = max_due
+        self.due = 0
+        self._accepting = 0  # accepts counted in ``due`` whose commit has not returned yet
 
     def add_terminal_hook(self, hook: TerminalHook) -> None:
         """Have ``hook`` start a stream in the transaction that ends a task."""
@@ -133,11 +162,16 @@ class TaskStore:
             existing = await self._find_by_key(submission)
             if existing is not None:
                 return existing
+        if self.max_due is not None and self.due >= self.max_due:
+            raise BacklogFull(self.due, self.max_due)
         task_id = uuid.uuid4()
         scheduled = scheduled_event(submission, max_attempts=self.max_attempts)
+        self.due += 1  # before the commit: the requests of one batch see each other
+        self._accepting += 1
         try:
             await self._commits.run_batched(start_streams, (task_id, scheduled))
         except IntegrityError:
+            self._uncount(1)
             # Another request with the same key committed between our look-up and insert.
             if submission.idempotency_key is None:
                 raise
@@ -145,6 +179,11 @@ class TaskStore:
             if existing is None:
                 raise
             return existing
+        except BaseException:
+            self._uncount(1)
+            raise
+        finally:
+            self._accepting -= 1
         return Accepted(task_id=task_id, status=TaskStatus.SCHEDULED.value, created=True)
 
     async def _find_by_key(self, submission: Submission) -> Accepted | None:
@@ -174,15 +213,46 @@ class TaskStore:
             )
         except ConcurrencyConflict:
             return None
+        if claim is not None:
+            self._uncount(1)
         return claim
 
-    async def claim_due(self, limit: int, lease: Lease) -> list[Claim]:
-        """Start due ``scheduled`` and ``retrying`` tasks, oldest first, at most ``limit``."""
+    async def claim_due(
+        self,
+        limit: int,
+        lease: Lease,
+        *,
+        kinds: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Claim]:
+        """Start due ``scheduled`` and ``retrying`` tasks, oldest first, at most ``limit``:
+        of the ``kinds`` named, or of every kind but those in ``exclude``."""
         if limit <= 0:
             return []
+        params: dict[str, Any] = {"now": utcnow(), "limit": limit}
+        if kinds is not None:
+            query, params["kinds"] = select_due_of_kinds, sorted(kinds)
+        elif exclude:
+            query, params["kinds"] = select_due_except_kinds, sorted(exclude)
+        else:
+            query = select_due
         async with session_scope(self.sessions) as session:
-            rows = await session.execute(select_due, {"now": utcnow(), "limit": limit})
-            return await _start(session, rows.all(), lease)
+            rows = await session.execute(query, params)
+            claims = await _start(session, rows.all(), lease)
+        self._uncount(len(claims))
+        return claims
+
+    async def count_due(self) -> int:
+        """Count the due backlog (every process's), the baseline of admission control, plus
+        this process's accepts still committing (the count cannot see them yet)."""
+        async with session_scope(self.read_sessions) as session:
+            counted = int(await session.scalar(count_due, {"now": utcnow()}) or 0)
+        self.due = counted + self._accepting
+        return self.due
+
+    def _uncount(self, tasks: int) -> None:
+        # A claim that committed just before a count is subtracted twice: never below 0.
+        self.due = max(0, self.due - tasks)
 
     async def _claim_batch(
         self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
@@ -257,22 +327,22 @@ class TaskStore:
 
     async def _append_outcomes(
         self, session: AsyncSession, outcomes: Sequence[tuple[Claim, list[NewEvent]]]
-    ) -> list[list[uuid.UUID]]:
+    ) -> list[list[DueTask]]:
         """Append attempts' outcomes, and start what the terminal hooks return for the
         final ones, in the same transaction. The streams started, for each outcome."""
         appends = [Append(c.task_id, c.version, events, c.parent_id) for c, events in outcomes]
         await append_many(session, appends)
-        started: list[list[uuid.UUID]] = []
+        started: list[list[DueTask]] = []
         streams: list[NewStream] = []
         for claim, events in outcomes:
             final = events[-1]
-            mine: list[uuid.UUID] = []
+            mine: list[DueTask] = []
             if final.type in TERMINAL_EVENTS:
                 for hook in self._terminal_hooks:
                     stream = hook(claim, final)
                     if stream is not None:
                         streams.append(stream)
-                        mine.append(stream[0])
+                        mine.append(DueTask(stream[0], stream[1].payload["kind"]))
             started.append(mine)
         await start_streams(session, streams)
         return started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 from reference_app.core.logging import get_logger
 from reference_app.store import TaskStore
@@ -62,6 +63,8 @@ class Sweeper:
         look for expired leases and only claims due work."""
         recovered = 0
         if recover:
+            if self.store.max_due is not None:
+                await self.store.count_due()  # admission control's baseline, once an interval
             outcome = await self.store.recover_expired_leases()
             recovered = len(outcome.recovered)
             self.worker.run_soon(outcome.started)
@@ -71,8 +74,19 @@ class Sweeper:
         return started
 
     async def _claim_due(self) -> int:
+        """Claim for the kinds with a limit of their own (one query each, up to their room),
+        then for all the others together, up to the free general slots."""
+        limited = sorted(self.worker.limits)
+        started = 0
+        for kind in limited:
+            started += await self._claim(kind, kinds=[kind])
+        return started + await self._claim(None, exclude=limited)
+
+    async def _claim(
+        self, slot: str | None, *, kinds: list[str] | None = None, exclude: Sequence[str] = ()
+    ) -> int:
         # Take the slots before awaiting the database, so a request cannot take them meanwhile.
-        slots = self.worker.reserve(self.worker.free_slots)
+        slots = self.worker.reserve(self.worker.room(slot), kind=slot)
         if not slots:
             # Woken with every slot busy (a retry came due): come back when one frees,
             # not at the next interval.
@@ -80,9 +94,11 @@ class Sweeper:
             return 0
         claims = []
         try:
-            claims = await self.store.claim_due(slots, self.worker.lease)
+            claims = await self.store.claim_due(
+                slots, self.worker.lease, kinds=kinds, exclude=exclude
+            )
         finally:
-            self.worker.release(slots - len(claims))
+            self.worker.release(slots - len(claims), kind=slot)
         if len(claims) == slots:
             self.worker.mark_backlog()  # a full batch: more may be due
         self.worker.start(claims)

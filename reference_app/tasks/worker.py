@@ -5,6 +5,10 @@ the store for nothing on its own: a route hands it a just-accepted task
 (``submit``), and the sweeper hands it due work it claimed for the free slots
 (``start``). Work that finds no free slot stays ``scheduled`` in the database,
 and ``work_due`` tells the sweeper when a slot frees for it.
+
+Every attempt takes one of the ``capacity`` general slots; an attempt of a kind
+with a limit of its own (``TaskKind.concurrency``, a CPU-bound kind) also counts
+against that limit.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -20,9 +25,10 @@ from datetime import datetime, timedelta
 from reference_app.core.clock import utcnow
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory
-from reference_app.store import Claim, Lease, Recorded, TaskStore
+from reference_app.store import Claim, DueTask, Lease, Recorded, TaskStore
 from reference_app.tasks.attempt import CANCEL_RECORD_SECONDS, Attempt
 from reference_app.tasks.context import Handler
+from reference_app.tasks.kinds import TaskKind, concurrency_limits, kinds_of
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.shield import shielded
 
@@ -38,21 +44,27 @@ class Worker:
         self,
         *,
         store: TaskStore,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | TaskKind],
         policy: RetryPolicy,
         capacity: int,
         lease_seconds: float,
         sessions: SessionFactory,
         cpu_pool: Executor,
+        cpu_slots: int = 1,
         owner: str | None = None,
         policies: Mapping[str, RetryPolicy] | None = None,
     ) -> None:
         self.store = store
-        self.handlers = dict(handlers)
+        self.kinds = kinds_of(handlers)
         self.policy = policy
         # Per-kind policies (webhook deliveries back off over hours); ``policy`` for the rest.
-        self.policies = dict(policies or {})
+        self.policies = {
+            **dict(policies or {}),
+            **{name: kind.retry for name, kind in self.kinds.items() if kind.retry},
+        }
         self.capacity = capacity
+        # The kinds with a limit of their own; the others share the general slots.
+        self.limits = concurrency_limits(self.kinds, cpu_slots=cpu_slots)
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = Lease(self.owner, lease_seconds)
         # Set when a slot frees while work waits in the database, and when a retry this
@@ -66,6 +78,7 @@ class Worker:
             on_retry_scheduled=self._wake_after,
         )
         self._in_flight = 0
+        self._in_flight_of: Counter[str] = Counter()
         self._backlog = False
         self._spawned: set[asyncio.Task[None]] = set()
 
@@ -75,11 +88,20 @@ class Worker:
     def free_slots(self) -> int:
         return self.capacity - self._in_flight
 
-    def reserve(self, wanted: int = 1) -> int:
-        """Take up to ``wanted`` free slots; how many were taken. Taking fewer than wanted
-        means work is waiting: a freed slot then sets ``work_due``."""
-        taken = max(0, min(wanted, self.free_slots))
+    def room(self, kind: str | None = None) -> int:
+        """Free slots for an attempt of ``kind`` (None: of a kind without a limit)."""
+        free = self.capacity - self._in_flight
+        if kind in self.limits:
+            free = min(free, self.limits[kind] - self._in_flight_of[kind])
+        return max(free, 0)
+
+    def reserve(self, wanted: int = 1, kind: str | None = None) -> int:
+        """Take up to ``wanted`` slots for attempts of ``kind``; how many were taken. Taking
+        fewer than wanted means work is waiting: a freed slot then sets ``work_due``."""
+        taken = min(wanted, self.room(kind))
         self._in_flight += taken
+        if kind in self.limits:
+            self._in_flight_of[kind] += taken
         if taken < wanted:
             self._backlog = True
         return taken
@@ -88,20 +110,26 @@ class Worker:
         """More work may be due than was claimed: set ``work_due`` when a slot frees."""
         self._backlog = True
 
-    def release(self, count: int = 1) -> None:
+    def release(self, count: int = 1, kind: str | None = None) -> None:
         self._in_flight -= count
+        if kind in self.limits:
+            self._in_flight_of[kind] -= count
         if count and self._backlog:
             self._backlog = False
             self.work_due.set()
 
+    def _slot_kind(self, kind: str) -> str | None:
+        """The key a slot of ``kind`` is counted under: itself if it has a limit."""
+        return kind if kind in self.limits else None
+
     # Entry points -----------------------------------------------------------
 
     @shielded
-    async def submit(self, *, task_id: uuid.UUID) -> None:
+    async def submit(self, *, task_id: uuid.UUID, kind: str) -> None:
         """What a route hands to ``BackgroundTasks``: claim the just-accepted task and run it,
         if a slot is free; else leave it to the sweeper, which sees it due."""
-        if self.reserve():
-            await self._claim_and_run_reserved(task_id)
+        if self.reserve(kind=self._slot_kind(kind)):
+            await self._claim_and_run_reserved(task_id, self._slot_kind(kind))
 
     async def run_inline(self, task_id: uuid.UUID) -> None:
         """Run one attempt inside the request; a transient failure is left to the sweeper."""
@@ -120,6 +148,15 @@ class Worker:
             name = f"task-{claim.task_id}"
             self._track(asyncio.create_task(self._run_reserved(claim), name=name))
 
+    def run_soon(self, due: Iterable[DueTask]) -> None:
+        """Start just-scheduled tasks (what terminal hooks started) now if slots are free,
+        else leave them to the sweeper."""
+        for task in due:
+            key = self._slot_kind(task.kind)
+            if self.reserve(kind=key):
+                entry = self._run_soon_entry(task_id=task.task_id, slot=key)
+                self._track(asyncio.create_task(entry))
+
     async def drain(self, grace_seconds: float) -> None:
         """Wait up to ``grace_seconds`` for the attempts it started, then cancel the rest."""
         pending = set(self._spawned)
@@ -132,20 +169,12 @@ class Worker:
             log.warning("shutdown_cut_tasks", count=len(still_running))
             await asyncio.wait(still_running, timeout=CANCEL_RECORD_SECONDS + 1)
 
-    def run_soon(self, task_ids: Iterable[uuid.UUID]) -> None:
-        """Start just-scheduled tasks (what terminal hooks started) now if slots are free,
-        else leave them to the sweeper."""
-        for task_id in task_ids:
-            if not self.reserve():
-                return
-            self._track(asyncio.create_task(self._run_soon_entry(task_id=task_id)))
-
     # Running ----------------------------------------------------------------
 
     async def _run(self, claim: Claim) -> None:
-        handler = self.handlers[claim.kind]
+        kind = self.kinds[claim.kind]
         policy = self.policies.get(claim.kind, self.policy)
-        recorded = await self._attempt.run(claim, handler, policy)
+        recorded = await self._attempt.run(claim, kind.handler, policy)
         self._after(recorded)
 
     def _after(self, recorded: Recorded | None) -> None:
@@ -157,19 +186,19 @@ class Worker:
         try:
             await self._run(claim)
         finally:
-            self.release()
+            self.release(kind=self._slot_kind(claim.kind))
 
-    async def _claim_and_run_reserved(self, task_id: uuid.UUID) -> None:
+    async def _claim_and_run_reserved(self, task_id: uuid.UUID, slot: str | None) -> None:
         try:
             claim = await self.store.claim(task_id, self.lease)
             if claim is not None:
                 await self._run(claim)
         finally:
-            self.release()
+            self.release(kind=slot)
 
     @shielded
-    async def _run_soon_entry(self, *, task_id: uuid.UUID) -> None:
-        await self._claim_and_run_reserved(task_id)
+    async def _run_soon_entry(self, *, task_id: uuid.UUID, slot: str | None) -> None:
+        await self._claim_and_run_reserved(task_id, slot)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         # The loop keeps only weak references to tasks: hold them until done.

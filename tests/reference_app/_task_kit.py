@@ -25,6 +25,7 @@ from reference_app.main import create_app
 from reference_app.store import Claim, NewStream, Submission, TaskStore, TerminalHook
 from reference_app.tasks.context import Handler, TaskContext
 from reference_app.tasks.errors import TransientError
+from reference_app.tasks.kinds import TaskKind
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.sweeper import Sweeper
 from reference_app.tasks.worker import Worker
@@ -238,6 +239,8 @@ async def working(
     group_commit: bool = True,
     terminal_hooks: Sequence[TerminalHook] = (),
     kinds: Sequence[str] = ("process_data",),
+    more_kinds: Mapping[str, Handler | TaskKind] | None = None,
+    cpu_slots: int = 1,
 ) -> AsyncIterator[Working]:
     """A store (group commit, as in the app) and a worker of this process, with retries due
     at once; the worker's attempts are drained and the store closed at exit."""
@@ -247,7 +250,8 @@ async def working(
         )
         worker = Worker(
             store=store,
-            handlers={kind: handler for kind in kinds},
+            handlers={**{kind: handler for kind in kinds}, **(more_kinds or {})},
+            cpu_slots=cpu_slots,
             policy=RetryPolicy(max_attempts=3, base_seconds=0.0, cap_seconds=0.0),
             capacity=capacity,
             lease_seconds=lease_seconds,

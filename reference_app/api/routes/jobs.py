@@ -20,7 +20,8 @@ from reference_app.api.schemas import (
     TaskView,
 )
 from reference_app.core.config import Principal, Settings
-from reference_app.store import Accepted, IdempotencyMismatch, Submission, TaskStore
+from reference_app.core.errors import RETRY_AFTER_SECONDS
+from reference_app.store import Accepted, BacklogFull, IdempotencyMismatch, Submission, TaskStore
 from reference_app.webhooks.ssrf import AllowList, UnsafeURL, check_url
 
 __all__ = ["router"]
@@ -33,7 +34,12 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
     409: {"description": "Idempotency-Key reused with a different body"},
     413: {"description": "Body over the size limit"},
     415: {"description": "Body is not JSON"},
-    503: {"description": "Database unavailable; nothing written; see Retry-After"},
+    503: {
+        "description": (
+            "Database unavailable, or the due backlog at APP_MAX_DUE_TASKS; "
+            "nothing written; see Retry-After"
+        )
+    },
 }
 
 
@@ -87,6 +93,15 @@ async def _accept(
     )
     try:
         return await store.accept(submission)
+    except BacklogFull as exc:
+        raise HTTPException(
+            status_code=503,
+            detail=(
+                f"Too much work is waiting ({exc.due} tasks due, APP_MAX_DUE_TASKS={exc.bound}); "
+                "nothing was written. Retry later."
+            ),
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     except IdempotencyMismatch:
         raise HTTPException(
             status_code=409,
@@ -104,11 +119,11 @@ def _accepted(request: Request, response: Response, accepted: Accepted) -> TaskA
 
 
 def _run_after_response(
-    background_tasks: BackgroundTasks, worker: WorkerDep, accepted: Accepted
+    background_tasks: BackgroundTasks, worker: WorkerDep, job: _Job, accepted: Accepted
 ) -> None:
     if accepted.created:  # an idempotent replay's task already has its run
         # Only the id crosses into the task; the worker claims it and opens its own sessions.
-        background_tasks.add_task(worker.submit, task_id=accepted.task_id)
+        background_tasks.add_task(worker.submit, task_id=accepted.task_id, kind=job.kind)
 
 
 @router.post("/import-contacts", status_code=202, response_model=TaskAccepted, responses=_ACCEPTED)
@@ -126,7 +141,7 @@ async def import_contacts(
     """Import a contacts file in the background."""
     job = _Job("import_contacts", body, {"file_id": body.file_id}, user, idempotency_key)
     accepted = await _accept(request, store, settings, job)
-    _run_after_response(background_tasks, worker, accepted)
+    _run_after_response(background_tasks, worker, job, accepted)
     return _accepted(request, response, accepted)
 
 
@@ -148,7 +163,7 @@ async def send_notification(
     params = {"email": str(body.email), "message": body.message}
     job = _Job("send_notification", body, params, user, idempotency_key)
     accepted = await _accept(request, store, settings, job)
-    _run_after_response(background_tasks, worker, accepted)
+    _run_after_response(background_tasks, worker, job, accepted)
     return _accepted(request, response, accepted)
 
 
@@ -181,7 +196,7 @@ async def process_data(
     job = _Job("process_data", body, params, user, idempotency_key)
     if mode == "background":
         accepted = await _accept(request, store, settings, job)
-        _run_after_response(background_tasks, worker, accepted)
+        _run_after_response(background_tasks, worker, job, accepted)
         return _accepted(request, response, accepted)
     # Run by this request: not due for the sweeper unless the process dies first.
     accepted = await _accept(request, store, settings, job, not_before=worker.hold_until())

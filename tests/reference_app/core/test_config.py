@@ -62,7 +62,7 @@ def test_variables_without_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatc
     settings = Settings()
 
     assert settings.database_url.startswith("sqlite")
-    assert settings.max_concurrent_tasks == 32
+    assert settings.max_concurrent_tasks == 256
 
 
 def test_app_api_keys_json_replaces_the_demo_keys(monkeypatch: pytest.MonkeyPatch) -> None:

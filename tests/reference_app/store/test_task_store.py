@@ -21,7 +21,16 @@ from reference_app.db.models import Task, TaskEvent
 from reference_app.events.lifecycle import EventType
 from reference_app.events.outcomes import failure_events, success_event
 from reference_app.events.store import NewEvent
-from reference_app.store import Claim, Lease, NewStream, Recorded, TaskStore, TerminalHook
+from reference_app.store import (
+    BacklogFull,
+    Claim,
+    DueTask,
+    Lease,
+    NewStream,
+    Recorded,
+    TaskStore,
+    TerminalHook,
+)
 from tests.reference_app._task_kit import (
     DEAD_OWNER,
     load,
@@ -29,6 +38,7 @@ from tests.reference_app._task_kit import (
     schedule_retry,
     start_attempt,
     stream,
+    submission,
     types_of,
 )
 
@@ -101,6 +111,10 @@ class Hook:
         stream_id, scheduled = follow_up_stream(claim, parent=self.parent)
         self.started.append(stream_id)
         return stream_id, scheduled
+
+
+def ids(due: list[DueTask]) -> list[uuid.UUID]:
+    return [each.task_id for each in due]
 
 
 async def event_count(sessions: SessionFactory) -> int:
@@ -295,7 +309,7 @@ async def test_a_hooks_stream_is_started_in_the_outcomes_transaction(
         recorded = await store.record_outcome(claim, succeeded(claim))
 
     (started,) = hook.started
-    assert recorded == Recorded(superseded=False, started=[started])
+    assert recorded == Recorded(superseded=False, started=[DueTask(started, "follow_up")])
     assert hook.calls == [(task_id, EventType.TASK_SUCCEEDED)]
     follow_up = await load(sessions, started)
     assert (follow_up.status, follow_up.kind, follow_up.org_id) == (
@@ -321,7 +335,7 @@ async def test_hooks_run_for_a_final_failure_but_not_for_a_retry(
         on_final = await store.record_outcome(c_final, failed(c_final, transient=False))
 
     assert on_retry.started == []
-    assert on_final.started == hook.started
+    assert ids(on_final.started) == hook.started
     assert hook.calls == [(final, EventType.TASK_FAILED)]
 
 
@@ -337,9 +351,9 @@ async def test_every_hook_runs_and_each_may_start_nothing(sessions: SessionFacto
         assert claim is not None
         recorded = await store.record_outcome(claim, succeeded(claim))
 
-    assert recorded.started == [*first.started, *second.started]
+    assert ids(recorded.started) == [*first.started, *second.started]
     assert len(recorded.started) == 2
-    for stream_id in recorded.started:
+    for stream_id in ids(recorded.started):
         assert await exists(sessions, stream_id)
 
 
@@ -492,7 +506,7 @@ async def test_recover_on_the_last_attempt_fails_the_task_and_runs_the_hooks(
         recovered = await store.recover_expired_leases()
 
     assert recovered.recovered == [task_id]
-    assert recovered.started == hook.started
+    assert ids(recovered.started) == hook.started
     assert hook.calls == [(task_id, EventType.TASK_FAILED)]
     (started,) = hook.started
     assert (await load(sessions, started)).status == "scheduled"
@@ -557,3 +571,37 @@ async def test_a_tasks_record_carries_its_delivery_and_its_events_include_the_de
     assert as_task is None
     assert its_events is None
     assert theirs is None
+
+
+# admission control -------------------------------------------------------------------------
+
+
+async def test_count_due_counts_every_processs_due_work_but_not_future_retries(
+    sessions: SessionFactory,
+) -> None:
+    for _ in range(3):
+        await schedule(sessions)  # accepted by another store: another process
+    await schedule_retry(sessions, due_in=timedelta(seconds=-1))  # due
+    await schedule_retry(sessions, due_in=timedelta(hours=1))  # not yet
+
+    async with opened(sessions) as store:
+        assert store.due == 0  # it has seen none of them itself
+        assert await store.count_due() == 4
+        assert store.due == 4
+
+
+async def test_accept_refuses_at_the_bound_and_a_claim_makes_room(
+    sessions: SessionFactory,
+) -> None:
+    async with opened(sessions) as store:
+        store.max_due = 2
+        first = await store.accept(submission())
+        await store.accept(submission())
+
+        with pytest.raises(BacklogFull, match="2 tasks are due, and the bound is 2"):
+            await store.accept(submission())
+        assert await store.count_due() == 2  # the refused one wrote nothing
+
+        assert await store.claim(first.task_id, LEASE) is not None
+        assert store.due == 1
+        assert (await store.accept(submission())).created

@@ -23,7 +23,7 @@ from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task
 from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent
-from reference_app.store import Claim, Lease, Recorded, TaskStore
+from reference_app.store import Claim, DueTask, Lease, Recorded, TaskStore
 from reference_app.tasks.attempt import Attempt
 from reference_app.tasks.context import TaskContext
 from reference_app.tasks.errors import PermanentError, TransientError
@@ -389,7 +389,7 @@ async def test_the_outcome_reports_the_streams_the_terminal_hooks_started(
         recorded = await d.attempt.run(claim, Attempts(failures=0), POLICY)
 
     (follow_up,) = follow_ups.started
-    assert recorded == Recorded(superseded=False, started=[follow_up])
+    assert recorded == Recorded(superseded=False, started=[DueTask(follow_up, "follow_up")])
     assert (await load(sessions, follow_up)).status == "scheduled"
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from reference_app.db.engine import SessionFactory
-from reference_app.store import TaskStore
+from reference_app.store import DueTask, TaskStore
 from reference_app.tasks.context import TaskContext
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.worker import Worker
@@ -280,7 +280,7 @@ async def test_submit_with_a_free_slot_claims_and_runs_the_task_then_frees_the_s
     task_id = await schedule(sessions)
 
     async with working(sessions, handler) as w:
-        await asyncio.wait_for(w.worker.submit(task_id=task_id), WAIT)
+        await asyncio.wait_for(w.worker.submit(task_id=task_id, kind="process_data"), WAIT)
 
         assert w.worker.free_slots == w.worker.capacity
 
@@ -298,7 +298,7 @@ async def test_submit_without_a_free_slot_leaves_the_task_scheduled_for_the_swee
 
     async with working(sessions, handler, capacity=1) as w:
         assert w.worker.reserve() == 1  # every slot busy
-        await asyncio.wait_for(w.worker.submit(task_id=task_id), WAIT)
+        await asyncio.wait_for(w.worker.submit(task_id=task_id, kind="process_data"), WAIT)
 
         assert handler.calls == {}
         assert (await load(sessions, task_id)).status == "scheduled"
@@ -320,7 +320,7 @@ async def test_submit_of_a_task_another_worker_claimed_runs_nothing(
     await start_attempt(sessions, task_id, lease_left=timedelta(minutes=5), owner="other:1:ab")
 
     async with working(sessions, handler) as w:
-        await asyncio.wait_for(w.worker.submit(task_id=task_id), WAIT)
+        await asyncio.wait_for(w.worker.submit(task_id=task_id, kind="process_data"), WAIT)
 
         assert w.worker.free_slots == w.worker.capacity
 
@@ -353,7 +353,7 @@ async def test_run_soon_starts_what_fits_in_the_free_slots_and_leaves_the_rest(
 
     async with working(sessions, gate, capacity=2) as w:
         try:
-            w.worker.run_soon(task_ids)
+            w.worker.run_soon(DueTask(task_id, "process_data") for task_id in task_ids)
             await wait_until(lambda: gate.running == 2)
 
             assert w.worker.free_slots == 0
@@ -377,7 +377,7 @@ async def test_an_outcome_that_starts_a_stream_runs_it_on_a_free_slot(
     async with working(
         sessions, handler, terminal_hooks=[follow_ups], kinds=["process_data", FollowUps.KIND]
     ) as w:
-        await asyncio.wait_for(w.worker.submit(task_id=task_id), WAIT)
+        await asyncio.wait_for(w.worker.submit(task_id=task_id, kind="process_data"), WAIT)
         (follow_up_id,) = follow_ups.started
         await wait_until(lambda: follow_up_id in handler.calls)
         await w.worker.drain(WAIT)

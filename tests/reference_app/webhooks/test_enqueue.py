@@ -153,7 +153,8 @@ async def test_the_delivery_commits_with_the_outcome_filed_under_its_task(
     finally:
         await store.close()
 
-    (delivery_id,) = recorded.started
+    ((delivery_id, kind),) = [(d.task_id, d.kind) for d in recorded.started]
+    assert kind == WEBHOOK_KIND
     assert record is not None
     assert record.delivery is not None
     delivery = record.delivery
