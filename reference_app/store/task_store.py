@@ -236,9 +236,14 @@ class TaskStore:
             query, params["kinds"] = select_due_except_kinds, sorted(exclude)
         else:
             query = select_due
-        async with session_scope(self.sessions) as session:
+
+        async def claim_due(session: AsyncSession) -> list[Claim]:
             rows = await session.execute(query, params)
-            claims = await _start(session, rows.all(), lease)
+            return await _start(session, rows.all(), lease)
+
+        # Through the committer like every write: on SQLite it is then the one user of the
+        # write connection, so a sweep never holds it while the committer's callers wait.
+        claims: list[Claim] = await self._commits.run(claim_due)
         self._uncount(len(claims))
         return claims
 
@@ -304,7 +309,8 @@ class TaskStore:
     async def recover_expired_leases(self) -> Recovered:
         """Fail the attempts of running tasks whose owner stopped renewing its lease, and
         schedule their retries (or fail them for good). ``started``: what hooks started."""
-        async with session_scope(self.sessions) as session:
+
+        async def recover(session: AsyncSession) -> tuple[Sequence[ClaimRow], list[list[DueTask]]]:
             rows = (await session.execute(select_expired_leases, {"now": utcnow()})).all()
             outcomes = [
                 (
@@ -320,7 +326,9 @@ class TaskStore:
                 )
                 for row in rows
             ]
-            enqueued = await self._append_outcomes(session, outcomes) if outcomes else []
+            return rows, (await self._append_outcomes(session, outcomes) if outcomes else [])
+
+        rows, enqueued = await self._commits.run(recover)
         for row in rows:
             log.warning("lease_expired", task_id=str(row.id), kind=row.kind, attempt=row.attempts)
         return Recovered([row.id for row in rows], [s for each in enqueued for s in each])

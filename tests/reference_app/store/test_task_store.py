@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,9 +14,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.core.clock import utcnow
+from reference_app.core.errors import is_database_outage
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task, TaskEvent
 from reference_app.events.lifecycle import EventType
@@ -605,3 +608,39 @@ async def test_accept_refuses_at_the_bound_and_a_claim_makes_room(
         assert await store.claim(first.task_id, LEASE) is not None
         assert store.due == 1
         assert (await store.accept(submission())).created
+
+
+# a locked database -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_on_a_locked_sqlite_every_write_of_the_store_waits_out_one_busy_timeout_together(
+    sessions: SessionFactory, engine: AsyncEngine, database_url: str
+) -> None:
+    path = make_url(database_url).database
+    assert path is not None
+    begins = 0
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        nonlocal begins
+        begins += statement == "BEGIN IMMEDIATE"
+
+    locker = sqlite3.connect(path, timeout=0, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the one write lock
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with opened(sessions) as store:
+            outcomes = await asyncio.gather(
+                store.claim_due(5, LEASE),
+                store.recover_expired_leases(),
+                *(store.accept(submission()) for _ in range(3)),
+                return_exceptions=True,
+            )
+    finally:
+        locker.rollback()
+        locker.close()
+
+    assert all(isinstance(o, Exception) and is_database_outage(o) for o in outcomes), outcomes
+    # The sweep's reads and writes queue with the requests' in the committer: one wait on the
+    # lock for all of them, not a sweep holding the connection while the requests wait behind.
+    assert begins == 1
