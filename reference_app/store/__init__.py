@@ -1,22 +1,22 @@
 """The task store: every SQL statement of the task system, and its group commit."""
 
 from reference_app.store.claims import Claim
-from reference_app.store.submissions import (
-    Accepted,
-    BacklogFull,
-    IdempotencyMismatch,
-    Submission,
-)
-from reference_app.store.task_store import (
+from reference_app.store.records import (
     DueTask,
     Lease,
     NewStream,
     Recorded,
     Recovered,
     TaskRecord,
-    TaskStore,
     TerminalHook,
 )
+from reference_app.store.submissions import (
+    Accepted,
+    BacklogFull,
+    IdempotencyMismatch,
+    Submission,
+)
+from reference_app.store.task_store import TaskStore
 
 __all__ = [
     "Accepted",

@@ -1,25 +1,33 @@
-"""A claim: the attempt of a task that a worker owns, and the store's reads that find one."""
+"""A claim: the attempt of a task that a worker owns under its lease, the store's reads
+that find claimable work, and the append that starts attempts."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import Row, Table, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from reference_app.core.clock import utcnow
 from reference_app.db.models import Task
-from reference_app.events.lifecycle import TaskStatus
+from reference_app.events.lifecycle import EventType, TaskStatus
+from reference_app.events.store import Append, NewEvent, append_many
 
 __all__ = [
     "Claim",
     "ClaimRow",
+    "Lease",
     "count_due",
     "select_claimable",
     "select_due",
     "select_due_except_kinds",
     "select_due_of_kinds",
     "select_expired_leases",
+    "start_attempts",
 ]
 
 # Core reads, not ORM entities: a claim needs a few columns once, not an identity map.
@@ -120,3 +128,45 @@ class Claim:
     def owner_id(self) -> uuid.UUID:
         """The task whose events these are: the parent for a webhook delivery, else itself."""
         return self.parent_id or self.task_id
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs an attempt, and for how long without renewing."""
+
+    owner: str
+    seconds: float
+
+    def expires(self, now: datetime | None = None) -> datetime:
+        return (now or utcnow()) + timedelta(seconds=self.seconds)
+
+
+async def start_attempts(
+    session: AsyncSession, rows: Sequence[ClaimRow], lease: Lease
+) -> list[Claim]:
+    """Start the next attempt of each row's task: a versioned append of ``task_started``
+    each, which is the claim lock, all of them in one ``append_many``."""
+    expires = lease.expires().isoformat()
+    appends = [
+        Append(
+            row.id,
+            row.version,
+            [
+                NewEvent(
+                    EventType.TASK_STARTED,
+                    {
+                        "attempt": row.attempts + 1,
+                        "lease_owner": lease.owner,
+                        "lease_expires_at": expires,
+                    },
+                )
+            ],
+            owner_id=row.parent_id,
+        )
+        for row in rows
+    ]
+    versions = await append_many(session, appends)
+    return [
+        Claim.of(row, version=version, attempt=row.attempts + 1)
+        for row, version in zip(rows, versions, strict=True)
+    ]

@@ -14,20 +14,17 @@ and its final event, return a new stream to start in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.core.clock import utcnow
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory, session_scope
-from reference_app.db.models import Task, TaskEvent
-from reference_app.events.lifecycle import EventType, TaskStatus
+from reference_app.db.models import TaskEvent
+from reference_app.events.lifecycle import TaskStatus
 from reference_app.events.outcomes import TERMINAL_EVENTS, failure_events
 from reference_app.events.store import (
     Append,
@@ -37,6 +34,7 @@ from reference_app.events.store import (
     renew_leases,
     start_streams,
 )
+from reference_app.store.admission import DueBacklog
 from reference_app.store.claims import (
     Claim,
     ClaimRow,
@@ -46,78 +44,24 @@ from reference_app.store.claims import (
     select_due_except_kinds,
     select_due_of_kinds,
     select_expired_leases,
+    start_attempts,
 )
 from reference_app.store.group_commit import GroupCommitter
-from reference_app.store.submissions import (
-    Accepted,
-    BacklogFull,
-    IdempotencyMismatch,
-    Submission,
-    scheduled_event,
+from reference_app.store.reads import events_of, find_by_key, find_task
+from reference_app.store.records import (
+    DueTask,
+    Lease,
+    NewStream,
+    Recorded,
+    Recovered,
+    TaskRecord,
+    TerminalHook,
 )
+from reference_app.store.submissions import Accepted, Submission, scheduled_event
 
-__all__ = [
-    "DueTask",
-    "Lease",
-    "NewStream",
-    "Recorded",
-    "Recovered",
-    "TaskRecord",
-    "TaskStore",
-    "TerminalHook",
-]
+__all__ = ["TaskStore"]
 
 log = get_logger(__name__)
-
-# Given a task's claim and its final event, the first event of a stream to start in the
-# same transaction (its id and ``task_scheduled``), or None.
-NewStream = tuple[uuid.UUID, NewEvent]
-TerminalHook = Callable[[Claim, NewEvent], NewStream | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Who runs an attempt, and for how long without renewing."""
-
-    owner: str
-    seconds: float
-
-    def expires(self, now: datetime | None = None) -> datetime:
-        return (now or utcnow()) + timedelta(seconds=self.seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class DueTask:
-    """A task a terminal hook started: due now, for a worker with a slot for its kind."""
-
-    task_id: uuid.UUID
-    kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """What ``record_outcome`` did: nothing if the attempt was superseded (its lease
-    expired and another attempt took over), else the streams its hooks started."""
-
-    superseded: bool
-    started: list[DueTask] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    """What ``recover_expired_leases`` did: the tasks whose attempt it ended, and the
-    streams the terminal hooks started for those that ended for good."""
-
-    recovered: list[uuid.UUID]
-    started: list[DueTask]
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
-    """A task's projection row, and its webhook delivery's row if it has one."""
-
-    task: Task
-    delivery: Task | None
 
 
 class TaskStore:
@@ -142,9 +86,7 @@ class TaskStore:
         # Admission control (off with None): ``accept`` refuses while this many tasks are
         # due. ``due`` is the last count (``count_due``), plus this process's accepts since,
         # minus its claims since: other processes' work shows at the next count.
-        self.max_due = max_due
-        self.due = 0
-        self._accepting = 0  # accepts counted in ``due`` whose commit has not returned yet
+        self.backlog = DueBacklog(max_due)  # admission control (off with None)
 
     def add_terminal_hook(self, hook: TerminalHook) -> None:
         """Have ``hook`` start a stream in the transaction that ends a task."""
@@ -162,16 +104,14 @@ class TaskStore:
             existing = await self._find_by_key(submission)
             if existing is not None:
                 return existing
-        if self.max_due is not None and self.due >= self.max_due:
-            raise BacklogFull(self.due, self.max_due)
+        self.backlog.admit()  # BacklogFull at the bound: nothing written
         task_id = uuid.uuid4()
         scheduled = scheduled_event(submission, max_attempts=self.max_attempts)
-        self.due += 1  # before the commit: the requests of one batch see each other
-        self._accepting += 1
+        written = False
         try:
             await self._commits.run_batched(start_streams, (task_id, scheduled))
+            written = True
         except IntegrityError:
-            self._uncount(1)
             # Another request with the same key committed between our look-up and insert.
             if submission.idempotency_key is None:
                 raise
@@ -179,28 +119,13 @@ class TaskStore:
             if existing is None:
                 raise
             return existing
-        except BaseException:
-            self._uncount(1)
-            raise
         finally:
-            self._accepting -= 1
+            self.backlog.committed(written=written)
         return Accepted(task_id=task_id, status=TaskStatus.SCHEDULED.value, created=True)
 
     async def _find_by_key(self, submission: Submission) -> Accepted | None:
         async with session_scope(self.read_sessions) as session:
-            row = (
-                await session.execute(
-                    select(Task.id, Task.status, Task.request_hash).where(
-                        Task.org_id == submission.org_id,
-                        Task.idempotency_key == submission.idempotency_key,
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        if row.request_hash != submission.fingerprint():
-            raise IdempotencyMismatch(submission.idempotency_key)
-        return Accepted(task_id=row.id, status=row.status, created=False)
+            return await find_by_key(session, submission)
 
     # Claiming ---------------------------------------------------------------
 
@@ -214,7 +139,7 @@ class TaskStore:
         except ConcurrencyConflict:
             return None
         if claim is not None:
-            self._uncount(1)
+            self.backlog.started(1)
         return claim
 
     async def claim_due(
@@ -239,25 +164,20 @@ class TaskStore:
 
         async def claim_due(session: AsyncSession) -> list[Claim]:
             rows = await session.execute(query, params)
-            return await _start(session, rows.all(), lease)
+            return await start_attempts(session, rows.all(), lease)
 
         # Through the committer like every write: on SQLite it is then the one user of the
         # write connection, so a sweep never holds it while the committer's callers wait.
         claims: list[Claim] = await self._commits.run(claim_due)
-        self._uncount(len(claims))
+        self.backlog.started(len(claims))
         return claims
 
     async def count_due(self) -> int:
-        """Count the due backlog (every process's), the baseline of admission control, plus
-        this process's accepts still committing (the count cannot see them yet)."""
+        """Count the due backlog (every process's): the baseline of admission control."""
         async with session_scope(self.read_sessions) as session:
             counted = int(await session.scalar(count_due, {"now": utcnow()}) or 0)
-        self.due = counted + self._accepting
-        return self.due
-
-    def _uncount(self, tasks: int) -> None:
-        # A claim that committed just before a count is subtracted twice: never below 0.
-        self.due = max(0, self.due - tasks)
+        self.backlog.counted(counted)
+        return self.backlog.due
 
     async def _claim_batch(
         self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
@@ -272,7 +192,7 @@ class TaskStore:
         # Grouped by lease: a batch holds the claims of one worker, so nearly always one group.
         for lease in set(leases.values()):
             mine = [row for row in startable if leases[row.id] == lease]
-            started.update((c.task_id, c) for c in await _start(session, mine, lease))
+            started.update((c.task_id, c) for c in await start_attempts(session, mine, lease))
         return [
             started.pop(task_id, None) if leases[task_id] == lease else None
             for task_id, lease in items
@@ -361,48 +281,9 @@ class TaskStore:
         """The org's task with this id, and its webhook delivery; None for another org's
         task, an unknown id, or a delivery (a part of its parent task, not a task)."""
         async with session_scope(self.read_sessions) as session:
-            task = await session.get(Task, task_id)
-            if task is None or task.org_id != org_id or task.parent_id is not None:
-                return None
-            delivery = await session.scalar(select(Task).where(Task.parent_id == task.id))
-        return TaskRecord(task, delivery)
+            return await find_task(session, org_id, task_id)
 
     async def events_of(self, org_id: str, task_id: uuid.UUID) -> list[TaskEvent] | None:
         """Every event filed under the org's task, oldest first; None as ``find_task``."""
         async with session_scope(self.read_sessions) as session:
-            task = await session.get(Task, task_id)
-            if task is None or task.org_id != org_id or task.parent_id is not None:
-                return None
-            events = await session.scalars(
-                select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)
-            )
-            return list(events)
-
-
-async def _start(session: AsyncSession, rows: Sequence[ClaimRow], lease: Lease) -> list[Claim]:
-    """Start the next attempt of each row's task: a versioned append of ``task_started``
-    each, which is the claim lock, all of them in one ``append_many``."""
-    expires = lease.expires().isoformat()
-    appends = [
-        Append(
-            row.id,
-            row.version,
-            [
-                NewEvent(
-                    EventType.TASK_STARTED,
-                    {
-                        "attempt": row.attempts + 1,
-                        "lease_owner": lease.owner,
-                        "lease_expires_at": expires,
-                    },
-                )
-            ],
-            owner_id=row.parent_id,
-        )
-        for row in rows
-    ]
-    versions = await append_many(session, appends)
-    return [
-        Claim.of(row, version=version, attempt=row.attempts + 1)
-        for row, version in zip(rows, versions, strict=True)
-    ]
+            return await events_of(session, org_id, task_id)

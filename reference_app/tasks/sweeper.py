@@ -63,7 +63,7 @@ class Sweeper:
         look for expired leases and only claims due work."""
         recovered = 0
         if recover:
-            if self.store.max_due is not None:
+            if self.store.backlog.bound is not None:
                 await self.store.count_due()  # admission control's baseline, once an interval
             outcome = await self.store.recover_expired_leases()
             recovered = len(outcome.recovered)

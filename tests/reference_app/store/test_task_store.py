@@ -588,16 +588,16 @@ async def test_count_due_counts_every_processs_due_work_but_not_future_retries(
     await schedule_retry(sessions, due_in=timedelta(hours=1))  # not yet
 
     async with opened(sessions) as store:
-        assert store.due == 0  # it has seen none of them itself
+        assert store.backlog.due == 0  # it has seen none of them itself
         assert await store.count_due() == 4
-        assert store.due == 4
+        assert store.backlog.due == 4
 
 
 async def test_accept_refuses_at_the_bound_and_a_claim_makes_room(
     sessions: SessionFactory,
 ) -> None:
     async with opened(sessions) as store:
-        store.max_due = 2
+        store.backlog.bound = 2
         first = await store.accept(submission())
         await store.accept(submission())
 
@@ -606,7 +606,7 @@ async def test_accept_refuses_at_the_bound_and_a_claim_makes_room(
         assert await store.count_due() == 2  # the refused one wrote nothing
 
         assert await store.claim(first.task_id, LEASE) is not None
-        assert store.due == 1
+        assert store.backlog.due == 1
         assert (await store.accept(submission())).created
 
 
