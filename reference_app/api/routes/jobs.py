@@ -22,6 +22,7 @@ from reference_app.api.schemas import (
 from reference_app.core.config import Principal, Settings
 from reference_app.core.errors import RETRY_AFTER_SECONDS
 from reference_app.store import Accepted, BacklogFull, IdempotencyMismatch, Submission, TaskStore
+from reference_app.tasks.worker import Worker
 from reference_app.webhooks.ssrf import AllowList, UnsafeURL, check_url
 
 __all__ = ["router"]
@@ -119,7 +120,7 @@ def _accepted(request: Request, response: Response, accepted: Accepted) -> TaskA
 
 
 def _run_after_response(
-    background_tasks: BackgroundTasks, worker: WorkerDep, job: _Job, accepted: Accepted
+    background_tasks: BackgroundTasks, worker: Worker, job: _Job, accepted: Accepted
 ) -> None:
     if accepted.created:  # an idempotent replay's task already has its run
         # Only the id crosses into the task; the worker claims it and opens its own sessions.
