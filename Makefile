@@ -37,8 +37,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest ## lint, types and the whole test suite (both databases)
 
-# The benchmark matrix, headless: results/local/<timestamp>/. BENCH_QUICK=1 for a short run,
-# BENCH_DATABASE_URL=postgresql+asyncpg://... for PostgreSQL. Exits non-zero if a gate fails.
+# The benchmark matrix, headless, then the accept group (a plain route, the floor and the
+# durable accept side by side; BENCH_ACCEPT=0 skips it): results/local/<timestamp>/.
+# BENCH_QUICK=1 for a short run, BENCH_DATABASE_URL=postgresql+asyncpg://... for PostgreSQL.
+# Exits non-zero if a gate fails; the targets and the comparison with results/reference/
+# are informational.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

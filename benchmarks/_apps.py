@@ -29,8 +29,10 @@ from reference_app.testing import LiveServer, start_server
 __all__ = [
     "App",
     "StatsPoller",
+    "floor_app",
     "lab_app",
     "lab_stats",
+    "plain_app",
     "reference_app",
     "wait_for_quiet",
     "warm_up",
@@ -40,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_APP = "reference_app.main:app"
 LAB_APP = "lessons.lesson_08_under_load.step_04_load_lab:app"
 RECEIVER_APP = "benchmarks._receiver:app"
+PLAIN_APP = "benchmarks._plain_app:app"
+FLOOR_APP = "benchmarks._accept_floor:app"
 UVICORN_ARGS = ("--no-access-log", "--timeout-graceful-shutdown", "10")
 API_KEY = "demo-key-org-a"
 
@@ -67,7 +71,9 @@ def _app_env(**values: str) -> dict[str, str | None]:
 
 
 @contextlib.contextmanager
-def reference_app(target: str, settings: BenchSettings, logs: Path) -> Iterator[App]:
+def reference_app(
+    target: str, settings: BenchSettings, logs: Path, *, log_name: str | None = None
+) -> Iterator[App]:
     with contextlib.ExitStack() as stack:
         if target == "sqlite":
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
@@ -87,7 +93,9 @@ def reference_app(target: str, settings: BenchSettings, logs: Path) -> Iterator[
             _server(RECEIVER_APP, {"BENCH_RECEIVER_DELAY_MS": "20"}, logs / "receiver.log")
         )
         env = _app_env(APP_DATABASE_URL=url, APP_WEBHOOK_ALLOW="127.0.0.1")
-        server = stack.enter_context(_server(REFERENCE_APP, env, logs / f"{target}.server.log"))
+        server = stack.enter_context(
+            _server(REFERENCE_APP, env, logs / (log_name or f"{target}.server.log"))
+        )
         events = EventLog(url)
         stack.callback(events.close)
         database = make_url(url).render_as_string(hide_password=True)
@@ -98,6 +106,24 @@ def reference_app(target: str, settings: BenchSettings, logs: Path) -> Iterator[
 def lab_app(logs: Path) -> Iterator[App]:
     with _server(LAB_APP, _app_env(), logs / "lab.server.log") as server:
         yield App("lab", server, commands=[server.command])
+
+
+@contextlib.contextmanager
+def plain_app(logs: Path) -> Iterator[App]:
+    """The plain FastAPI route (``_plain_app``): no database, no work kept."""
+    with _server(PLAIN_APP, _app_env(), logs / "plain.server.log") as server:
+        yield App("plain", server, commands=[server.command])
+
+
+@contextlib.contextmanager
+def floor_app(logs: Path) -> Iterator[App]:
+    """The reference app with a store that keeps nothing (``_accept_floor``). Always on a
+    SQLite file of its own: its POST never touches a database, but its idle sweeper would
+    claim another run's tasks from a shared one."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as workdir:
+        env = _app_env(APP_DATABASE_URL=f"sqlite+aiosqlite:///{Path(workdir) / 'floor.db'}")
+        with _server(FLOOR_APP, env, logs / "floor.server.log") as server:
+            yield App("floor", server, commands=[server.command])
 
 
 @contextlib.contextmanager

@@ -47,12 +47,26 @@ class BenchSettings:
     only: tuple[str, ...] = ()
     drain_timeout: float = 120.0
     probe_interval_ms: float = 50.0
+    # The accept group (``_accept``): the raw asyncio client, not Locust.
+    accept: bool = True
+    accept_seconds: float = 8.0
+    accept_connections: int = 50
+    accept_rate: float = 300.0
+    finish_seconds: float = 20.0
+    overload_seconds: float = 10.0
+    overload_backlog: int = 2000
+    reference: Path = Path("results/reference")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BenchSettings:
         """Defaults give a run of about five minutes on 2 cores; ``BENCH_QUICK=1`` about one."""
         quick = _flag(env.get("BENCH_QUICK"))
-        base = cls(quick=True, seconds=4.0, lab_seconds=3.0, drain_timeout=30.0) if quick else cls()
+        base = (
+            cls(quick=True, seconds=4.0, lab_seconds=3.0, drain_timeout=30.0, accept_seconds=3.0,
+                finish_seconds=5.0, overload_seconds=4.0, overload_backlog=600)
+            if quick
+            else cls()
+        )  # fmt: skip
 
         def number(name: str, default: float) -> float:
             value = env.get(name, "").strip()
@@ -76,6 +90,14 @@ class BenchSettings:
             results=Path(env.get("BENCH_RESULTS") or base.results),
             only=tuple(x.strip() for x in env.get("BENCH_ONLY", "").split(",") if x.strip()),
             drain_timeout=number("BENCH_DRAIN_TIMEOUT", base.drain_timeout),
+            accept=_flag(env.get("BENCH_ACCEPT", "1")),
+            accept_seconds=number("BENCH_ACCEPT_SECONDS", base.accept_seconds),
+            accept_connections=int(number("BENCH_ACCEPT_CONNECTIONS", base.accept_connections)),
+            accept_rate=number("BENCH_ACCEPT_RATE", base.accept_rate),
+            finish_seconds=number("BENCH_FINISH_SECONDS", base.finish_seconds),
+            overload_seconds=number("BENCH_OVERLOAD_SECONDS", base.overload_seconds),
+            overload_backlog=int(number("BENCH_OVERLOAD_BACKLOG", base.overload_backlog)),
+            reference=Path(env.get("BENCH_REFERENCE") or base.reference),
         )
         settings.validate()
         return settings
@@ -87,6 +109,11 @@ class BenchSettings:
             raise ValueError("BENCH_USERS, BENCH_RATE and BENCH_LAB_RATE must be positive")
         if self.ladder:
             ladder_users(self.ladder)
+        accept = (self.accept_seconds, self.accept_rate, self.finish_seconds, self.overload_seconds)
+        if min(accept) <= 0 or self.accept_connections < 1 or self.overload_backlog < 1:
+            raise ValueError(
+                "the BENCH_ACCEPT_*, BENCH_FINISH_* and BENCH_OVERLOAD_* settings must be > 0"
+            )
 
     @property
     def targets(self) -> tuple[Target, ...]:

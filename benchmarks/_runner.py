@@ -3,7 +3,10 @@
 Each target app (``_apps``) runs under uvicorn on a free 127.0.0.1 port and is
 stopped by PID. Every scenario (``_plan``) is one headless Locust process, with
 the /health probe in another; after it, the runner waits for the work to drain
-and reads it. Results go to ``results/local/<timestamp>/``.
+and reads it. Then the accept group (``_accept``) measures the same POST against a
+plain route, the floor and the reference app with a raw asyncio client, and the
+work finished. Results go to ``results/local/<timestamp>/``; the report ends with
+the targets and a comparison with the committed reference run (``_compare``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from benchmarks import _accept
+from benchmarks._accept_report import evaluate_accept_targets
 from benchmarks._apps import (
     App,
     StatsPoller,
@@ -34,6 +39,7 @@ from benchmarks._apps import (
     wait_for_quiet,
     warm_up,
 )
+from benchmarks._compare import compare, load_reference
 from benchmarks._plan import BenchSettings, Scenario, ladder_users, locust_command, matrix
 from benchmarks._report import capacity, evaluate_targets, format_report, overall_passed
 from benchmarks._samples import Sample, read_samples
@@ -85,8 +91,9 @@ def health_probe(url: str, interval_ms: float, out: Path) -> Iterator[None]:
 
 
 class Bench:
-    def __init__(self, settings: BenchSettings, run_dir: Path) -> None:
+    def __init__(self, settings: BenchSettings, run_dir: Path, *, after: float = 0.0) -> None:
         self.settings = settings
+        self.after = after  # seconds of work after the matrix (the accept group), for "left"
         self.run_dir = run_dir
         self.logs = run_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -108,7 +115,7 @@ class Bench:
                     warm_up(app)
                     for scenario in group:
                         index = len(results) + 1
-                        left = _estimate(scenarios[index - 1 :])
+                        left = _estimate(scenarios[index - 1 :]) + self.after
                         say(
                             f"[{index}/{len(scenarios)}] {scenario.id}: {scenario.title},"
                             f" {scenario.model} {scenario.load} for {scenario.seconds:g} s"
@@ -387,6 +394,7 @@ def _versions() -> dict[str, str | None]:
 def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
     values = asdict(settings)
     values["results"] = str(settings.results)
+    values["reference"] = str(settings.reference)
     if settings.database_url:
         values["database_url"] = make_url(settings.database_url).render_as_string(
             hide_password=True
@@ -402,22 +410,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if set(argv) <= {"-h", "--help"} else 2
     settings = BenchSettings.from_env(os.environ)
     scenarios = matrix(settings)
-    if not scenarios:
+    accept_runs = _accept.accept_ids(settings)
+    if not scenarios and not accept_runs:
         say("BENCH_ONLY matches no scenario")
         return 2
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = (ROOT / settings.results / stamp).resolve()
     run_dir.mkdir(parents=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
+    total = _estimate(scenarios) + _accept.estimate(settings)
     say(
-        f"make bench: {len(scenarios)} scenarios, about {_clock(_estimate(scenarios))};"
-        f" results in {run_dir}"
+        f"make bench: {len(scenarios)} scenarios and {len(accept_runs)} accept-group runs,"
+        f" about {_clock(total)}; results in {run_dir}"
         f"\n{os.cpu_count()} CPUs, load average {load_start} (the machine may be shared)"
     )
-    bench = Bench(settings, run_dir)
+    bench = Bench(settings, run_dir, after=_accept.estimate(settings))
     results = bench.run(scenarios)
+    accept = _accept.run_accept_group(settings, bench.logs, say) if accept_runs else []
+    for run in accept:
+        if run.get("server_command"):
+            bench.servers.setdefault(f"accept/{run['app']}", [run["server_command"]])
     machine = {
         "cpu_count": os.cpu_count(),
+        "arch": platform.machine(),
         "platform": platform.platform(),
         "loadavg_start": load_start,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
@@ -426,9 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": _settings_dict(settings),
         "machine": machine,
         "scenarios": results,
+        "accept": accept,
         "targets": evaluate_targets(results, settings.budget_ms),
-        "passed": overall_passed(results),
+        "accept_targets": evaluate_accept_targets(accept),
+        "passed": overall_passed(results),  # the accept group's targets are informational
     }
+    summary["comparison"] = compare(summary, load_reference(ROOT / settings.reference))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

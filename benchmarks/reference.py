@@ -4,7 +4,8 @@ Copies from one or more ``make bench`` folders what the notebooks plot (``summar
 ``metadata.json`` and each scenario's ``_requests``, ``_probe``, ``_tasks`` and
 ``_backlog`` CSV files) into ``results/reference/`` (``--out``). Runs merge scenario by
 scenario: a later run's scenario replaces an earlier one with the same id, so a second run
-restricted with ``BENCH_ONLY`` can add the PostgreSQL side. A per-request file longer than
+restricted with ``BENCH_ONLY`` can add the PostgreSQL side; the accept group's runs
+(``summary.json``'s ``accept``) merge by id the same way. A per-request file longer than
 ``--max-requests`` rows is sampled: the same rows every time (seeded by the file name), in
 their original order. ``metadata.json`` says which runs went in and what was sampled.
 """
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._accept_report import evaluate_accept_targets
 from benchmarks._plan import file_prefix
 from benchmarks._report import evaluate_targets, overall_passed
 
@@ -42,10 +44,10 @@ def sample_lines(lines: Sequence[str], keep: int, seed: str) -> list[str]:
     return [lines[n] for n in chosen]
 
 
-def _merge(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge(summaries: Sequence[dict[str, Any]], key: str = "scenarios") -> list[dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
     for summary in summaries:
-        for scenario in summary["scenarios"]:
+        for scenario in summary.get(key) or []:
             merged[scenario["id"]] = scenario  # a later run replaces, in the earlier one's place
     return list(merged.values())
 
@@ -97,10 +99,13 @@ def make_reference(
             (out / path.name).write_text("\n".join([header, *rows]) + "\n")
 
     budget = float(summaries[0]["settings"]["budget_ms"])
+    accept = _merge(summaries, "accept")  # the accept group's runs, merged by id the same way
     summary = {
-        **summaries[0],
+        **{k: v for k, v in summaries[0].items() if k != "comparison"},  # against itself: none
         "scenarios": scenarios,
+        "accept": accept,
         "targets": evaluate_targets(scenarios, budget),
+        "accept_targets": evaluate_accept_targets(accept),
         "passed": overall_passed(scenarios),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

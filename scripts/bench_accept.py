@@ -6,7 +6,7 @@
 First, once:
 
   f  the floor: the same POST, back to back at C connections, against
-     scripts/_accept_floor.py, the reference app itself with its store swapped
+     benchmarks/_accept_floor.py, the reference app itself with its store swapped
      (``dependency_overrides``) for one that commits nothing and starts no task.
      What the request path alone costs here, the ceiling of run a.
 
@@ -30,8 +30,10 @@ be compared with the floor's and with the budget a target rate leaves
 After each task-producing run it waits for the backlog to drain and reads the
 event log: how many tasks had finished when the load stopped, and how long the
 rest took. This is a measurement, not a gate: it exits 0 unless the server
-failed to start or the run crashed. It is the interim tool of issue 2; the
-Locust suite under benchmarks/ supersedes it.
+failed to start or the run crashed. It is the interim tool of issue 2; ``make bench``
+(its accept group, benchmarks/_accept.py) measures the same loads side by side with a
+plain FastAPI route, and prints the targets. The load generator, the request and the
+floor live in benchmarks/ (``_loadgen``, ``_accept_loads``, ``_accept_floor``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import contextlib
 import dataclasses
 import http.client
 import json
-import math
 import os
 import platform
 import signal
@@ -60,32 +61,36 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _loadgen import LoadResult, RequestSpec, Stream, run_load, uvloop_available
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: benchmarks/ is importable from the root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._accept_loads import HEALTH, fixed_rate_connections, process_data  # noqa: E402
+from benchmarks._accept_loads import split as _split  # noqa: E402
+from benchmarks._loadgen import (  # noqa: E402
+    LoadResult,
+    RequestSpec,
+    Stream,
+    run_load,
+    uvloop_available,
+)
 
 # sqlalchemy, asyncpg and reference_app are imported inside the functions that use them:
 # the spawned load workers re-import this module and need none of them.
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-AUTH = ("Authorization", "Bearer demo-key-org-a")
 PROBE_INTERVAL_MS = 20
 SERVER_START_SECONDS = 60.0
 SERVER_STOP_SECONDS = 30.0
 GRACEFUL_SHUTDOWN_SECONDS = 10
 DRAIN_POLL_SECONDS = 0.5
 
-HEALTH = RequestSpec("GET", "/health")
 RUNS = "fcarb"
 DEFAULT_ACCEPT_RATE = 300.0
 # The issue's target, 1,500 accepted tasks/s on one worker: the server CPU it leaves per task.
 TARGET_PER_S = 1500
 APP = "reference_app.main:app"
-FLOOR_APP = "_accept_floor:app"  # in scripts/, next to this file
-
-
-def process_data(*, io_ms: int, cpu_ms: int = 0) -> RequestSpec:
-    body = b'{"data": {"n": %%d}, "io_ms": %d, "cpu_ms": %d}' % (io_ms, cpu_ms)
-    return RequestSpec("POST", "/process-data?mode=background", (AUTH,), body)
+FLOOR_APP = "benchmarks._accept_floor:app"  # uvicorn imports it from the repo root (cwd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +300,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 def running_server(url: str, workdir: Path, *, floor: bool = False) -> Iterator[Server]:
     """uvicorn with one worker on a free 127.0.0.1 port; stopped by PID on the way out.
 
-    ``floor``: serve scripts/_accept_floor.py instead of the reference app."""
+    ``floor``: serve benchmarks/_accept_floor.py instead of the reference app."""
     port = _free_port()
-    app = ["--app-dir", str(Path(__file__).parent), FLOOR_APP] if floor else [APP]
+    app = [FLOOR_APP if floor else APP]
     command = [
         sys.executable,
         "-m",
@@ -361,10 +366,6 @@ def server_log_summary(path: Path) -> dict[str, int]:
 
 
 # Scenarios -----------------------------------------------------------------------
-
-
-def _split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def _closed_loop(name: str, request: RequestSpec, connections: int, workers: int) -> list[Stream]:
@@ -471,8 +472,7 @@ def fixed_rate(
 ) -> dict[str, Any]:
     """POSTs of ``run``'s work at ``rate`` per second, timed from their intended send times,
     with the probe; used by run r (the accept at a sustainable load) and the b runs."""
-    # Ten sends a second per connection: room for responses up to 100 ms before sends queue.
-    connections = max(2, math.ceil(rate / 10))
+    connections = fixed_rate_connections(rate)
     post = Stream("post", process_data(io_ms=run.io_ms, cpu_ms=run.cpu_ms), connections, rate)
     result, costs, since = _measure(server, log, [(post,), _probe()], plan.seconds)
     posts = result.samples["post"]
@@ -497,7 +497,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def floor(plan: Plan) -> dict[str, Any]:
-    """Run f: the closed-loop POST of run a against scripts/_accept_floor.py (no commit)."""
+    """Run f: the closed-loop POST of run a against benchmarks/_accept_floor.py (no commit)."""
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         # The floor's lifespan is the reference app's: it migrates this file and its idle
         # sweeper looks at it every few seconds, but no POST reads or writes it.
@@ -624,7 +624,7 @@ def format_floor(f: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(
         [
             "== Floor: the reference request path with no database write and no task"
-            " (scripts/_accept_floor.py)",
+            " (benchmarks/_accept_floor.py)",
             f"   uvicorn, 1 worker, access log OFF, loop={meta['server_loop']};"
             f" {meta['seconds']:g} s",
             "",

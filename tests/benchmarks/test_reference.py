@@ -77,6 +77,30 @@ def test_a_later_run_replaces_and_adds_scenarios(tmp_path: Path) -> None:
     assert record["sampled"] == {}
 
 
+def test_the_accept_group_merges_by_id_and_the_comparison_is_left_behind(tmp_path: Path) -> None:
+    first = make_run(tmp_path / "a", [scenario("sqlite", "x")])
+    second = make_run(tmp_path / "b", [scenario("postgres", "z")])
+    for run, accept in ((first, ["floor/accept-closed", "sqlite/overload"]),
+                        (second, ["floor/accept-closed", "postgres/overload"])):  # fmt: skip
+        summary = json.loads((run / "summary.json").read_text())
+        summary["accept"] = [{"id": i, "error": None, "from": run.name} for i in accept]
+        summary["comparison"] = {"rows": []}
+        (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "reference"
+    make_reference([first, second], out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["id"], r["from"]) for r in summary["accept"]] == [
+        ("floor/accept-closed", "b"),
+        ("sqlite/overload", "a"),
+        ("postgres/overload", "b"),
+    ]
+    assert "comparison" not in summary
+    assert [t["name"] for t in summary["accept_targets"]][:2] == [
+        "floor_vs_plain",
+        "sqlite_accept_vs_floor",
+    ]
+
+
 def test_a_second_reduction_removes_the_files_of_the_first(tmp_path: Path) -> None:
     out = tmp_path / "reference"
     make_reference([make_run(tmp_path / "a", [scenario("sqlite", "x")])], out)

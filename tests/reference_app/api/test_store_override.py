@@ -1,5 +1,5 @@
 """``app.dependency_overrides[get_store]`` swaps the task store of every route: what the
-floor (scripts/_accept_floor.py) is built on, and a way to test a route without a database."""
+floor (benchmarks/_accept_floor.py) is built on, and a way to test a route without a database."""
 
 from __future__ import annotations
 

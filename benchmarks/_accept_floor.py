@@ -1,14 +1,15 @@
 """The accept path's floor: the reference app itself, with a store that commits nothing.
 
-``uvicorn --app-dir scripts _accept_floor:app`` serves ``create_app()``, the
+``uvicorn benchmarks._accept_floor:app`` serves ``create_app()``, the
 reference app with its lifespan, middleware, error handlers, dependencies,
 models and routes, all of them its own objects, with one dependency
 overridden: ``get_store`` returns a ``NoopStore``, whose ``accept`` commits
 nothing and answers ``created=False``, so the route hands no task to
 ``BackgroundTasks`` either. ``POST /process-data`` still answers the 202 the
-reference app would, so ``scripts/bench_accept.py`` (run f) measures what the
-request path alone costs on this machine: the ceiling no database tuning can
-lift. Nothing here copies a route, so there is nothing to drift from it.
+reference app would, so ``make bench`` (its accept group) and
+``scripts/bench_accept.py`` (run f) measure what the request path alone costs on
+this machine: the ceiling no database tuning can lift. Nothing here copies a route,
+so there is nothing to drift from it.
 
 The lifespan is the reference app's too (an engine, a worker, an idle sweeper,
 ``gc.freeze()``): the POST never reaches them, but the process the floor
@@ -20,6 +21,7 @@ Not an app to copy: it accepts work it never does.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from fastapi import FastAPI
 
@@ -74,8 +76,19 @@ class NoopStore:
     async def claim(self, task_id: uuid.UUID, lease: Lease) -> Claim | None:
         raise _no_work()
 
-    async def claim_due(self, limit: int, lease: Lease) -> list[Claim]:
+    async def claim_due(
+        self,
+        limit: int,
+        lease: Lease,
+        *,
+        kinds: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Claim]:
         raise _no_work()
+
+    async def count_due(self) -> int:
+        """No backlog: nothing is ever due."""
+        return 0
 
     async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
         raise _no_work()

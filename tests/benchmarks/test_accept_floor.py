@@ -1,14 +1,12 @@
-"""scripts/_accept_floor.py: the floor is the reference app itself, with a store that keeps
+"""benchmarks._accept_floor: the floor is the reference app itself, with a store that keeps
 nothing: the same route objects, the same answer, and nothing in the database."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
@@ -27,7 +25,6 @@ from reference_app.main import create_app
 from reference_app.store import Submission, TaskStore
 from tests.conftest import AUTH_A
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 POSTS = {
     "/import-contacts": {"file_id": "contacts.csv"},
     "/send-notification": {"email": "ada@example.com", "message": "hi"},
@@ -36,16 +33,9 @@ POSTS = {
 
 
 @pytest.fixture(scope="module")
-def floor_module() -> Iterator[ModuleType]:
-    """The module uvicorn imports (``--app-dir scripts _accept_floor:app``)."""
-    spec = importlib.util.spec_from_file_location("_accept_floor", SCRIPTS / "_accept_floor.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_accept_floor"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["_accept_floor"]
+def floor_module() -> ModuleType:
+    """The module uvicorn imports (``benchmarks._accept_floor:app``)."""
+    return importlib.import_module("benchmarks._accept_floor")
 
 
 @pytest.fixture
