@@ -5,7 +5,9 @@ stopped by PID; the load is the raw asyncio client (``_accept_loads``), not Locu
 which cannot keep 50 connections busy on two cores.
 
 1. ``plain``: a plain FastAPI route (``_plain_app``), a non-durable BackgroundTasks task;
-2. ``floor``: the reference app with a store that keeps nothing (``_accept_floor``);
+2. ``floor``: the reference app with a store that keeps nothing (``_accept_floor``),
+   swapped in through ``dependency_overrides``; and ``floor-state``, the same swapped on
+   ``app.state``, without what an override costs FastAPI on every request;
 3. ``<backend>/accept-*``: the reference app on the bench database, io_ms=0, so every
    task runs too; after each load, a bounded wait for the backlog, and the event log's
    word that every 202 became a task that finished.
@@ -38,7 +40,7 @@ from benchmarks._plan import BenchSettings
 
 __all__ = ["BASELINES", "accept_ids", "estimate", "one_line", "run_accept_group"]
 
-BASELINES = ("plain", "floor")
+BASELINES = ("plain", "floor", "floor-state")
 DURABLE = ("accept-closed", "accept-fixed", "finished-work", "overload")
 WARM_SECONDS = 1.0
 PREFILL_RATE = 2000.0
@@ -91,6 +93,7 @@ def run_accept_group(settings: BenchSettings, logs: Path, say: Say) -> list[dict
     starts: list[tuple[str, Callable[[], AbstractContextManager[App]]]] = [
         ("plain", lambda: plain_app(logs)),
         ("floor", lambda: floor_app(logs)),
+        ("floor-state", lambda: floor_app(logs, "floor-state")),
     ]
     for backend in _backends(settings):
         log_name = f"{backend}.accept.log"

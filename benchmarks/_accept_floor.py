@@ -21,7 +21,8 @@ Not an app to copy: it accepts work it never does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -42,7 +43,7 @@ from reference_app.store import (
     TerminalHook,
 )
 
-__all__ = ["NoopStore", "app", "create_floor_app"]
+__all__ = ["NoopStore", "app", "create_floor_app", "create_state_floor_app", "state_app"]
 
 _SCHEDULED = TaskStatus.SCHEDULED.value
 
@@ -118,4 +119,27 @@ def create_floor_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def create_state_floor_app(settings: Settings | None = None) -> FastAPI:
+    """The same floor without ``dependency_overrides``: the lifespan puts a ``NoopStore`` on
+    ``app.state``, where ``get_store`` reads the store.
+
+    Measured beside the other because FastAPI rebuilds every dependency of a request
+    (``get_dependant``, ``inspect.signature``) as soon as any override is set, overridden
+    or not (fastapi/fastapi#16342): the override floor pays for that on each request,
+    and this one is the request path the reference app really serves.
+    """
+    app = create_app(settings)
+    serve = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with serve(app):
+            app.state.store = NoopStore()  # the worker and sweeper keep the real, idle one
+            yield
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
 app = create_floor_app()
+state_app = create_state_floor_app()

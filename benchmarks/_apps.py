@@ -44,6 +44,7 @@ LAB_APP = "lessons.lesson_08_under_load.step_04_load_lab:app"
 RECEIVER_APP = "benchmarks._receiver:app"
 PLAIN_APP = "benchmarks._plain_app:app"
 FLOOR_APP = "benchmarks._accept_floor:app"
+FLOOR_STATE_APP = "benchmarks._accept_floor:state_app"
 UVICORN_ARGS = ("--no-access-log", "--timeout-graceful-shutdown", "10")
 API_KEY = "demo-key-org-a"
 
@@ -116,14 +117,16 @@ def plain_app(logs: Path) -> Iterator[App]:
 
 
 @contextlib.contextmanager
-def floor_app(logs: Path) -> Iterator[App]:
-    """The reference app with a store that keeps nothing (``_accept_floor``). Always on a
+def floor_app(logs: Path, name: str = "floor") -> Iterator[App]:
+    """The reference app with a store that keeps nothing (``_accept_floor``): ``floor``
+    swaps it through ``dependency_overrides``, ``floor-state`` on ``app.state``. Always on a
     SQLite file of its own: its POST never touches a database, but its idle sweeper would
     claim another run's tasks from a shared one."""
+    target = {"floor": FLOOR_APP, "floor-state": FLOOR_STATE_APP}[name]
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as workdir:
         env = _app_env(APP_DATABASE_URL=f"sqlite+aiosqlite:///{Path(workdir) / 'floor.db'}")
-        with _server(FLOOR_APP, env, logs / "floor.server.log") as server:
-            yield App("floor", server, commands=[server.command])
+        with _server(target, env, logs / f"{name}.server.log") as server:
+            yield App(name, server, commands=[server.command])
 
 
 @contextlib.contextmanager

@@ -5,7 +5,14 @@ from __future__ import annotations
 from benchmarks._accept import accept_ids, estimate
 from benchmarks._plan import BenchSettings
 
-BASE = ["plain/accept-closed", "plain/accept-fixed", "floor/accept-closed", "floor/accept-fixed"]
+BASE = [
+    "plain/accept-closed",
+    "plain/accept-fixed",
+    "floor/accept-closed",
+    "floor/accept-fixed",
+    "floor-state/accept-closed",
+    "floor-state/accept-fixed",
+]
 SQLITE = ["sqlite/accept-closed", "sqlite/accept-fixed", "sqlite/finished-work", "sqlite/overload"]
 
 
@@ -18,7 +25,8 @@ def test_the_default_group_is_the_two_yardsticks_then_the_reference_app_per_back
 def test_bench_only_picks_runs_and_an_accept_run_brings_its_yardsticks() -> None:
     assert accept_ids(BenchSettings(only=("sqlite/overload",))) == ["sqlite/overload"]
     assert accept_ids(BenchSettings(only=("sqlite/",))) == BASE + SQLITE
-    assert accept_ids(BenchSettings(only=("floor/",))) == BASE[2:]
+    assert accept_ids(BenchSettings(only=("floor/",))) == BASE[2:4]
+    assert accept_ids(BenchSettings(only=("floor-state/",))) == BASE[4:]
     assert accept_ids(BenchSettings(only=("lab/",))) == []
 
 

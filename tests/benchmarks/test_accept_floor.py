@@ -38,10 +38,13 @@ def floor_module() -> ModuleType:
     return importlib.import_module("benchmarks._accept_floor")
 
 
-@pytest.fixture
-async def floor(floor_module: ModuleType, settings: Settings) -> AsyncIterator[FastAPI]:
-    """The floor on this test's database, its lifespan (the reference app's) running."""
-    app: FastAPI = floor_module.create_floor_app(settings)
+@pytest.fixture(params=["create_floor_app", "create_state_floor_app"])
+async def floor(
+    floor_module: ModuleType, settings: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[FastAPI]:
+    """The floor on this test's database, its lifespan (the reference app's) running: the
+    store swapped through ``dependency_overrides``, or on ``app.state``."""
+    app: FastAPI = getattr(floor_module, request.param)(settings)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -77,6 +80,10 @@ def _endpoints(app: FastAPI) -> dict[tuple[str, frozenset[str]], Any]:
 
 
 # The same app -------------------------------------------------------------------------
+
+
+def test_the_state_floor_swaps_the_store_without_an_override(floor_module: ModuleType) -> None:
+    assert floor_module.state_app.dependency_overrides == {}
 
 
 def test_the_module_level_app_is_the_floor(floor_module: ModuleType) -> None:

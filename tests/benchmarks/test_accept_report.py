@@ -30,6 +30,8 @@ def group(**changes: Any) -> list[dict[str, Any]]:
         run("plain/accept-fixed", per_s=300.0, p95=1.0),
         run("floor/accept-closed", per_s=1500.0),  # 0.75 of plain
         run("floor/accept-fixed", per_s=300.0, p95=2.0),
+        run("floor-state/accept-closed", per_s=1800.0),  # without the override's cost
+        run("floor-state/accept-fixed", per_s=300.0, p95=1.8),
         run("sqlite/accept-closed", per_s=1000.0, **tasks(8000)),  # 0.67 of the floor
         run("sqlite/accept-fixed", per_s=300.0, p95=2.8, **tasks(2400)),  # 1.4x the floor
         run("sqlite/finished-work", per_s=300.0, offered_per_s=300.0, io_ms=300,
@@ -55,7 +57,10 @@ def test_a_healthy_group_meets_every_target_with_its_two_numbers_and_ratio() -> 
         "sqlite_finished_vs_offered",
         "sqlite_overload_vs_unloaded",
         "sqlite_every_202_finished",
+        "override_cost",
     ]
+    override = targets.pop("override_cost")
+    assert (override["ratio"], override["met"]) == (1.2, None)  # a measurement, not a target
     assert all(t["met"] is True for t in targets.values())
     accept = targets["sqlite_accept_vs_floor"]
     assert (accept["measured"], accept["baseline"], accept["ratio"]) == (1000.0, 1500.0, 0.67)
@@ -103,7 +108,7 @@ def test_targets_are_per_backend() -> None:
     names = list(by_name(runs))
     assert names[0] == "floor_vs_plain"  # once: it involves no database
     assert "postgres_p95_vs_floor" in names
-    assert len(names) == 1 + 2 * 5
+    assert len(names) == 1 + 2 * 5 + 1  # and the override measurement, once
 
 
 def test_each_target_prints_its_two_numbers_ratio_target_and_verdict() -> None:
@@ -126,6 +131,6 @@ def test_the_table_has_a_row_per_run_and_shows_a_broken_one() -> None:
     runs[-1] = {"id": "sqlite/overload", "error": "RuntimeError: the backlog drained too fast"}
     rows = accept_table(runs)[2:]
     assert [row.split()[0] for row in rows] == [r["id"] for r in runs]
-    assert "8000/8000" in rows[4]
-    assert rows[6].rstrip().endswith("285, 290")
-    assert "ERROR RuntimeError" in rows[7]
+    assert "8000/8000" in rows[6]
+    assert rows[8].rstrip().endswith("285, 290")
+    assert "ERROR RuntimeError" in rows[9]
