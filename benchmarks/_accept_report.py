@@ -2,6 +2,12 @@
 
 Pure functions over the runs ``_accept`` returns (and ``summary.json`` keeps under
 ``"accept"``). Every target is one ratio of two numbers measured in the same run.
+
+The floor of the targets is ``floor-state``, the reference app with its store swapped on
+``app.state``. The ``floor`` swapped through ``dependency_overrides`` is what the issue
+asked for, but FastAPI rebuilds every dependency of every request while any override is
+set, which cost the override floor 1.85x in throughput (1,368 against 2,526 accepted/s,
+one ``make bench`` run on 2026-12-04): it is printed as a measurement, not used as a floor.
 """
 
 from __future__ import annotations
@@ -64,11 +70,12 @@ def evaluate_accept_targets(runs: Sequence[Run]) -> list[dict[str, Any]]:
         1.0,
     )
     override["target"], override["met"] = "none, a measurement", None
+    # The targets' floor is the one without an override: the request path the app serves.
     targets = [
         _target(
             "floor_vs_plain",
             f"floor accepted/s / plain FastAPI route's, {conns} back to back",
-            _value(by_id, "floor/accept-closed", "accepted_per_s"),
+            _value(by_id, "floor-state/accept-closed", "accepted_per_s"),
             _value(by_id, "plain/accept-closed", "accepted_per_s"),
             ">=",
             FLOOR_VS_PLAIN,
@@ -84,7 +91,7 @@ def evaluate_accept_targets(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 f"{b}_accept_vs_floor",
                 f"{b}: durable accepted/s / floor's, {conns} back to back",
                 _value(by_id, f"{b}/accept-closed", "accepted_per_s"),
-                _value(by_id, "floor/accept-closed", "accepted_per_s"),
+                _value(by_id, "floor-state/accept-closed", "accepted_per_s"),
                 ">=",
                 ACCEPT_VS_FLOOR,
             ),
@@ -92,7 +99,7 @@ def evaluate_accept_targets(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 f"{b}_p95_vs_floor",
                 f"{b}: durable 202 p95 / floor's p95 (ms), both at {at} from the intended send",
                 _value(by_id, f"{b}/accept-fixed", "p95_ms"),
-                _value(by_id, "floor/accept-fixed", "p95_ms"),
+                _value(by_id, "floor-state/accept-fixed", "p95_ms"),
                 "<=",
                 P95_VS_FLOOR,
             ),

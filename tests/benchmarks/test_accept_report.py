@@ -28,10 +28,10 @@ def group(**changes: Any) -> list[dict[str, Any]]:
     runs = [
         run("plain/accept-closed", per_s=2000.0),
         run("plain/accept-fixed", per_s=300.0, p95=1.0),
-        run("floor/accept-closed", per_s=1500.0),  # 0.75 of plain
-        run("floor/accept-fixed", per_s=300.0, p95=2.0),
-        run("floor-state/accept-closed", per_s=1800.0),  # without the override's cost
-        run("floor-state/accept-fixed", per_s=300.0, p95=1.8),
+        run("floor/accept-closed", per_s=1250.0),  # with the override's cost
+        run("floor/accept-fixed", per_s=300.0, p95=2.2),
+        run("floor-state/accept-closed", per_s=1500.0),  # 0.75 of plain: the targets' floor
+        run("floor-state/accept-fixed", per_s=300.0, p95=2.0),
         run("sqlite/accept-closed", per_s=1000.0, **tasks(8000)),  # 0.67 of the floor
         run("sqlite/accept-fixed", per_s=300.0, p95=2.8, **tasks(2400)),  # 1.4x the floor
         run("sqlite/finished-work", per_s=300.0, offered_per_s=300.0, io_ms=300,
@@ -75,7 +75,7 @@ def test_a_healthy_group_meets_every_target_with_its_two_numbers_and_ratio() -> 
 def test_each_target_says_not_met_when_its_ratio_misses() -> None:
     targets = by_name(
         group(**{
-            "floor/accept-closed": {"accepted_per_s": 1000.0},  # 0.5 of plain
+            "floor-state/accept-closed": {"accepted_per_s": 1000.0},  # 0.5 of plain
             "sqlite/accept-fixed": {"p95_ms": 20.0, **tasks(2400, unfinished=3)},  # 10x
             "sqlite/finished-work": {"finished_during_per_s": 107.0},  # 0.36 of 300
             "sqlite/overload": {"finished_during_per_s": 350.0},  # 0.5 of 700
