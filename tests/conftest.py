@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,12 +23,14 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.core.config import Settings
 from reference_app.db.engine import SessionFactory, create_engine, create_session_factory
 from reference_app.db.migrate import migrate_database
+from reference_app.db.models import Task, TaskEvent
 from reference_app.main import create_app
 
 T = TypeVar("T")
@@ -244,3 +247,37 @@ async def wait_for_status(
             if body["status"] in statuses:
                 return body
             await asyncio.sleep(0.02)
+
+
+async def count_rows(engine: AsyncEngine) -> tuple[int, int]:
+    """(tasks, task_events), read through an engine that is not the app's."""
+    async with engine.connect() as connection:
+        tasks = await connection.scalar(select(func.count()).select_from(Task))
+        events = await connection.scalar(select(func.count()).select_from(TaskEvent))
+    return int(tasks or 0), int(events or 0)
+
+
+class LockedSQLite:
+    """Another process holding SQLite's one write lock (BEGIN IMMEDIATE), while ``begins``
+    counts the BEGIN IMMEDIATEs ``engine`` sends meanwhile: each one is a wait on the lock."""
+
+    def __init__(self, database_url: str, engine: AsyncEngine) -> None:
+        path = make_url(database_url).database
+        assert path, "a file database"
+        self.path = path
+        self.engine = engine
+        self.begins = 0
+
+    def _count(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        self.begins += statement == "BEGIN IMMEDIATE"
+
+    def __enter__(self) -> LockedSQLite:
+        self._locker = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        self._locker.execute("BEGIN IMMEDIATE")
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._count)
+        self._locker.rollback()
+        self._locker.close()

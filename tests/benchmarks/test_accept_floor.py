@@ -14,16 +14,14 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.api.deps import get_store
 from reference_app.api.routes import health, jobs, tasks
 from reference_app.core.config import Settings
-from reference_app.db.models import Task, TaskEvent
 from reference_app.main import create_app
 from reference_app.store import Submission, TaskStore
-from tests.conftest import AUTH_A
+from tests.conftest import AUTH_A, count_rows
 
 POSTS = {
     "/import-contacts": {"file_id": "contacts.csv"},
@@ -54,14 +52,6 @@ async def floor_client(floor: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=floor)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
-
-
-async def count_rows(engine: AsyncEngine) -> tuple[int, int]:
-    """(tasks, task_events), read through an engine that is not the app's."""
-    async with engine.connect() as connection:
-        tasks = await connection.scalar(select(func.count()).select_from(Task))
-        events = await connection.scalar(select(func.count()).select_from(TaskEvent))
-    return int(tasks or 0), int(events or 0)
 
 
 def _routers(app: FastAPI) -> list[APIRouter]:

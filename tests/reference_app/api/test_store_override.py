@@ -11,13 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.api.deps import get_store
 from reference_app.db.models import Task, TaskEvent
 from reference_app.store import Accepted, Submission, TaskRecord
-from tests.conftest import AUTH_B
+from tests.conftest import AUTH_B, count_rows
 
 BODIES: dict[str, dict[str, Any]] = {
     "/import-contacts": {"file_id": "contacts-2026.csv"},
@@ -106,14 +105,6 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
-
-
-async def count_rows(engine: AsyncEngine) -> tuple[int, int]:
-    """(tasks, task_events), read through an engine that is not the app's."""
-    async with engine.connect() as connection:
-        tasks = await connection.scalar(select(func.count()).select_from(Task))
-        events = await connection.scalar(select(func.count()).select_from(TaskEvent))
-    return int(tasks or 0), int(events or 0)
 
 
 @pytest.mark.parametrize("path", list(BODIES))

@@ -1,14 +1,12 @@
 """The group committer: a transaction per unit, or group commits that fail only the guilty unit."""
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, insert, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -22,6 +20,7 @@ from reference_app.db.engine import (
 from reference_app.db.models import Contact
 from reference_app.store.group_commit import GroupCommitter as Writer
 from reference_app.testing import free_port
+from tests.conftest import LockedSQLite
 
 
 def contact_unit(email: str):
@@ -190,34 +189,22 @@ async def test_a_batch_while_the_database_is_down_gives_every_caller_the_outage_
 async def test_callers_queued_behind_a_locked_database_fail_with_it_not_after_it(
     sessions: SessionFactory, engine: AsyncEngine, database_url: str
 ) -> None:
-    path = make_url(database_url).database
-    assert path is not None
-    transactions = 0
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        nonlocal transactions
-        transactions += statement == "BEGIN IMMEDIATE"
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    locker = sqlite3.connect(path, timeout=0, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another process holds SQLite's one write lock
     writer = Writer(sessions, group_commit=True)
-    try:
-        first = [
-            asyncio.create_task(writer.run_batched(contacts_unit([]), f"{n}@x.test"))
-            for n in range(5)
-        ]
-        await asyncio.sleep(0.2)  # the first batch now waits in SQLite's busy handler
-        later = [
-            asyncio.create_task(writer.run(contact_unit(f"later{n}@x.test"))) for n in range(5)
-        ]
-        outcomes = await asyncio.gather(*first, *later, return_exceptions=True)
-    finally:
-        locker.rollback()
-        locker.close()
-        await writer.close()
+    with LockedSQLite(database_url, engine) as locked:  # another process holds the write lock
+        try:
+            first = [
+                asyncio.create_task(writer.run_batched(contacts_unit([]), f"{n}@x.test"))
+                for n in range(5)
+            ]
+            await asyncio.sleep(0.2)  # the first batch now waits in SQLite's busy handler
+            later = [
+                asyncio.create_task(writer.run(contact_unit(f"later{n}@x.test"))) for n in range(5)
+            ]
+            outcomes = await asyncio.gather(*first, *later, return_exceptions=True)
+        finally:
+            await writer.close()
 
     assert all(isinstance(o, Exception) and is_database_outage(o) for o in outcomes), outcomes
     # One wait on the lock for all ten: the later callers did not queue a second one.
-    assert transactions == 1
+    assert locked.begins == 1
     assert await emails(sessions) == []

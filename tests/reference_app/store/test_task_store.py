@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -14,7 +13,6 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.core.clock import utcnow
@@ -34,6 +32,7 @@ from reference_app.store import (
     TaskStore,
     TerminalHook,
 )
+from tests.conftest import LockedSQLite
 from tests.reference_app._task_kit import (
     DEAD_OWNER,
     load,
@@ -617,18 +616,7 @@ async def test_accept_refuses_at_the_bound_and_a_claim_makes_room(
 async def test_on_a_locked_sqlite_every_write_of_the_store_waits_out_one_busy_timeout_together(
     sessions: SessionFactory, engine: AsyncEngine, database_url: str
 ) -> None:
-    path = make_url(database_url).database
-    assert path is not None
-    begins = 0
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        nonlocal begins
-        begins += statement == "BEGIN IMMEDIATE"
-
-    locker = sqlite3.connect(path, timeout=0, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another process holds the one write lock
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with LockedSQLite(database_url, engine) as locked:  # another process holds the write lock
         async with opened(sessions) as store:
             outcomes = await asyncio.gather(
                 store.claim_due(5, LEASE),
@@ -636,11 +624,8 @@ async def test_on_a_locked_sqlite_every_write_of_the_store_waits_out_one_busy_ti
                 *(store.accept(submission()) for _ in range(3)),
                 return_exceptions=True,
             )
-    finally:
-        locker.rollback()
-        locker.close()
 
     assert all(isinstance(o, Exception) and is_database_outage(o) for o in outcomes), outcomes
     # The sweep's reads and writes queue with the requests' in the committer: one wait on the
     # lock for all of them, not a sweep holding the connection while the requests wait behind.
-    assert begins == 1
+    assert locked.begins == 1
