@@ -42,8 +42,9 @@ class Attempt:
     # Called with a retry's delay when one is scheduled, so the sweeper can come back then.
     on_retry_scheduled: Callable[[float], None]
 
-    async def run(self, claim: Claim, handler: Handler, policy: RetryPolicy) -> Recorded | None:
-        """Run ``claim``'s attempt and record its outcome; None if cancelled (shutdown)."""
+    async def run(self, claim: Claim, handler: Handler, policy: RetryPolicy) -> Recorded:
+        """Run ``claim``'s attempt and record its outcome. Cancelled (shutdown), it hands the
+        task back for a retry and re-raises."""
         ctx = TaskContext(
             task_id=claim.task_id,
             org_id=claim.org_id,
@@ -65,7 +66,7 @@ class Attempt:
 
     async def _run_and_record(
         self, ctx: TaskContext, claim: Claim, handler: Handler, policy: RetryPolicy
-    ) -> Recorded | None:
+    ) -> Recorded:
         started = time.perf_counter()
         try:
             result = await handler(ctx)

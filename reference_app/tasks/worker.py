@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from reference_app.core.clock import utcnow
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory
-from reference_app.store import Claim, DueTask, Lease, Recorded, TaskStore
+from reference_app.store import Claim, DueTask, Lease, TaskStore
 from reference_app.tasks.attempt import CANCEL_RECORD_SECONDS, Attempt
 from reference_app.tasks.context import Handler
 from reference_app.tasks.kinds import TaskKind, concurrency_limits, kinds_of
@@ -175,11 +175,7 @@ class Worker:
         kind = self.kinds[claim.kind]
         policy = self.policies.get(claim.kind, self.policy)
         recorded = await self._attempt.run(claim, kind.handler, policy)
-        self._after(recorded)
-
-    def _after(self, recorded: Recorded | None) -> None:
-        if recorded is not None and recorded.started:
-            self.run_soon(recorded.started)
+        self.run_soon(recorded.started)  # what its terminal hooks started, if anything
 
     @shielded
     async def _run_reserved(self, claim: Claim) -> None:
