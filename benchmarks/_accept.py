@@ -10,7 +10,9 @@ which cannot keep 50 connections busy on two cores.
    ``app.state``, without what an override costs FastAPI on every request;
 3. ``<backend>/accept-*``: the reference app on the bench database, io_ms=0, so every
    task runs too; after each load, a bounded wait for the backlog, and the event log's
-   word that every 202 became a task that finished.
+   word that every 202 became a task that finished. After the fixed-rate run, the
+   bench process commits one row at a time at the same rate on the app's database and
+   engine (``_commit_alone``): what the database alone adds to a durable 202.
 
 Each of them: closed loop (C connections back to back) and fixed rate (R/s, open model).
 Then, on the reference app:
@@ -35,6 +37,7 @@ from typing import Any
 
 from benchmarks._accept_loads import closed_loop, fixed_rate, process_data
 from benchmarks._apps import App, floor_app, plain_app, reference_app, wait_for_quiet
+from benchmarks._commit_alone import commit_alone
 from benchmarks._finish import RAMP_SECONDS, accounted, drain_rate, rate_between, succeeded_times
 from benchmarks._plan import BenchSettings
 
@@ -158,6 +161,8 @@ def _accept(app: App, s: BenchSettings, *, closed: bool) -> dict[str, Any]:
     if app.events is not None:  # the reference app: did every 202 become finished work?
         tasks, drain = _drained(app, s, launched, seen)
         result |= {"drain_s": drain, "tasks": accounted(tasks, seen["accepted"])}
+    if not closed and app.database_url is not None:  # the commit alone, at the same rate
+        result |= commit_alone(app.database_url, rate=s.accept_rate, seconds=s.accept_seconds / 2)
     return result
 
 

@@ -57,6 +57,8 @@ class App:
     server: LiveServer
     events: EventLog | None = None
     database: str | None = None
+    database_url: str | None = None
+    """The app's own database URL (with its password, if any): for the bench process's probes."""
     receiver: LiveServer | None = None
     commands: list[list[str]] = field(default_factory=list)
 
@@ -100,7 +102,8 @@ def reference_app(
         events = EventLog(url)
         stack.callback(events.close)
         database = make_url(url).render_as_string(hide_password=True)
-        yield App(target, server, events, database, receiver, [server.command, receiver.command])
+        yield App(target, server, events, database, url, receiver,
+                  [server.command, receiver.command])  # fmt: skip
 
 
 @contextlib.contextmanager

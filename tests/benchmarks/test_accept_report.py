@@ -33,7 +33,8 @@ def group(**changes: Any) -> list[dict[str, Any]]:
         run("floor-state/accept-closed", per_s=1500.0),  # 0.75 of plain: the targets' floor
         run("floor-state/accept-fixed", per_s=300.0, p95=2.0),
         run("sqlite/accept-closed", per_s=1000.0, **tasks(8000)),  # 0.67 of the floor
-        run("sqlite/accept-fixed", per_s=300.0, p95=2.8, **tasks(2400)),  # 1.4x the floor
+        run("sqlite/accept-fixed", per_s=300.0, p95=2.8, commit_alone_p95_ms=1.2,
+            **tasks(2400)),  # 1.4x the floor; the commit alone 0.6x
         run("sqlite/finished-work", per_s=300.0, offered_per_s=300.0, io_ms=300,
             finished_during_per_s=285.0, finished_after_per_s=290.0, **tasks(6000)),
         run("sqlite/overload", per_s=900.0, unloaded_max_per_s=700.0, offered_per_s=2100.0,
@@ -54,6 +55,7 @@ def test_a_healthy_group_meets_every_target_with_its_two_numbers_and_ratio() -> 
         "floor_vs_plain",
         "sqlite_accept_vs_floor",
         "sqlite_p95_vs_floor",
+        "sqlite_commit_alone_vs_floor",
         "sqlite_finished_vs_offered",
         "sqlite_overload_vs_unloaded",
         "sqlite_every_202_finished",
@@ -61,6 +63,9 @@ def test_a_healthy_group_meets_every_target_with_its_two_numbers_and_ratio() -> 
     ]
     override = targets.pop("override_cost")
     assert (override["ratio"], override["met"]) == (1.2, None)  # a measurement, not a target
+    commit = targets.pop("sqlite_commit_alone_vs_floor")
+    assert (commit["measured"], commit["baseline"], commit["ratio"]) == (1.2, 2.0, 0.6)
+    assert (commit["met"], commit["target"]) == (None, "none, a measurement")
     assert all(t["met"] is True for t in targets.values())
     accept = targets["sqlite_accept_vs_floor"]
     assert (accept["measured"], accept["baseline"], accept["ratio"]) == (1000.0, 1500.0, 0.67)
@@ -108,7 +113,7 @@ def test_targets_are_per_backend() -> None:
     names = list(by_name(runs))
     assert names[0] == "floor_vs_plain"  # once: it involves no database
     assert "postgres_p95_vs_floor" in names
-    assert len(names) == 1 + 2 * 5 + 1  # and the override measurement, once
+    assert len(names) == 1 + 2 * 6 + 1  # and the override measurement, once
 
 
 def test_each_target_prints_its_two_numbers_ratio_target_and_verdict() -> None:
@@ -121,6 +126,8 @@ def test_each_target_prints_its_two_numbers_ratio_target_and_verdict() -> None:
         "[met]     sqlite: durable 202 p95 / floor's p95 (ms), both at 300/s"
     )
     assert lines[2].endswith(": 2.8 / 2 = 1.4 (target <= 1.5)")
+    assert lines[3].startswith("[info]    sqlite: one INSERT + COMMIT alone, p95")
+    assert lines[3].endswith(": 1.2 / 2 = 0.6 (target none, a measurement)")
     missing = format_accept_targets(evaluate_accept_targets(group()[1:]))
     assert missing[0].startswith("[no data] floor accepted/s")
     assert missing[0].endswith(": 1500 / - = - (target >= 0.7)")

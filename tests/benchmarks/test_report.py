@@ -160,6 +160,7 @@ def test_the_report_prints_the_accept_group_its_targets_and_the_comparison() -> 
     assert lines.index("sqlite/overload" + lines[targets - 2][len("sqlite/overload") :]) < targets
     block = lines[targets + 1 : lines.index("", targets)]
     assert not any("/health p95" in line for line in block)  # the old #2 target is gone
-    assert sum("floor's" in line or "plain FastAPI" in line for line in block) == 3
+    # floor/plain, durable/floor's rate and p95, and the commit alone beside the floor's p95
+    assert sum("floor's" in line or "plain FastAPI" in line for line in block) == 4
     assert lines[lines.index("", targets) + 1].startswith("Compared with the reference run")
     assert lines[-2].startswith("PASS")
