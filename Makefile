@@ -45,6 +45,14 @@ test: lint typecheck pytest ## lint, types and the whole test suite (both databa
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# What GET /tasks costs at 100k and 1M tasks (BENCH_LISTING_ROWS), on SQLite and, with
+# BENCH_DATABASE_URL, on a PostgreSQL database created beside it and dropped: p50/p95 per
+# case and its query plan, in results/local/listing/<timestamp>/. Neither make bench nor
+# make test runs it; a few minutes with both databases.
+.PHONY: bench-listing
+bench-listing: $(STAMP)
+	$(BIN)/python -m benchmarks._listing
+
 # Every fault, attack and the soak on SQLite and PostgreSQL (long variants): prints the table
 # and writes results/local/reliability/<timestamp>/report.{json,md}. Exits 1 if a task is lost.
 # Then the long pytest variants (deselected from make test), with their finer assertions.

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from reference_app.db.types import JSONDocument, UTCDateTime
@@ -15,6 +15,13 @@ __all__ = ["Base", "Contact", "GoneWebhookURL", "Task", "TaskEvent"]
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
 _EventId = BigInteger().with_variant(Integer(), "sqlite")
+# The tasks of the API: a webhook delivery (``parent_id`` set) is a part of its parent task.
+_API_TASKS = text("parent_id IS NULL")
+
+
+def _listing_index(name: str, *columns: str) -> Index:
+    """A ``GET /tasks`` index: newest first by ``(created_at, id)``, deliveries left out."""
+    return Index(name, *columns, sqlite_where=_API_TASKS, postgresql_where=_API_TASKS)
 
 
 class Base(DeclarativeBase):
@@ -77,7 +84,9 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key", name="uq_tasks_org_idempotency_key"),
         Index("ix_tasks_status_run_after", "status", "run_after"),
-        Index("ix_tasks_org_created", "org_id", "created_at"),
+        _listing_index("ix_tasks_org_created_id", "org_id", "created_at", "id"),
+        _listing_index("ix_tasks_org_status_created_id", "org_id", "status", "created_at", "id"),
+        _listing_index("ix_tasks_org_kind_created_id", "org_id", "kind", "created_at", "id"),
     )
 
 
