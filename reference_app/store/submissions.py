@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from reference_app.events.lifecycle import EventType
@@ -37,12 +37,27 @@ class Submission:
     webhook_url: str | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
-    # Not due for the sweeper before this (an inline task is run by its request).
+    # Not due for the sweeper before this: a delayed task's due time, or the hold while an
+    # inline task's request runs it. The projection's ``run_after``.
     not_before: datetime | None = None
+    # When the client asked the task to run, as it asked (``run_at``, or ``delay_seconds``):
+    # part of the fingerprint, so a replay with another time is a mismatch, and a replay
+    # with the same delay a moment later is not.
+    run_at: datetime | None = None
+    delay_seconds: int | None = None
 
     def fingerprint(self) -> str:
         """A hash of what the client asked for, to tell a replay from a reused key."""
-        body = {"kind": self.kind, "params": self.params, "webhook_url": self.webhook_url}
+        body: dict[str, Any] = {
+            "kind": self.kind,
+            "params": self.params,
+            "webhook_url": self.webhook_url,
+        }
+        # Only when asked for: the hashes of undelayed requests stay what they were.
+        if self.run_at is not None:
+            body["run_at"] = self.run_at.astimezone(UTC).isoformat()
+        if self.delay_seconds is not None:
+            body["delay_seconds"] = self.delay_seconds
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 

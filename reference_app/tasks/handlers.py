@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from reference_app.db.engine import session_scope
@@ -12,10 +13,13 @@ from reference_app.db.models import Contact
 from reference_app.db.statements import insert_or_ignore
 from reference_app.tasks.context import Handler, TaskContext
 from reference_app.tasks.errors import PermanentError
+from reference_app.tasks.schedules import Schedule
 from reference_app.tasks.work import burn_cpu
 
 __all__ = [
     "HANDLERS",
+    "SCHEDULES",
+    "example_schedule",
     "import_contacts",
     "parse_contacts_file",
     "process_data",
@@ -78,3 +82,13 @@ HANDLERS: dict[str, Handler] = {
     "send_notification": send_notification,
     "process_data": process_data,
 }
+
+# Periodic work, declared beside the handlers it runs (``Schedule``): none by default.
+SCHEDULES: list[Schedule] = []
+
+
+def example_schedule(every: timedelta) -> Schedule:
+    """The demo schedule that APP_EXAMPLE_SCHEDULE_SECONDS turns on: a small ``process_data``
+    report at every slot, owned by APP_SCHEDULE_ORG_ID."""
+    params = {"data": {"report": "example"}, "io_ms": 0, "cpu_ms": 0}
+    return Schedule("example-report", kind="process_data", every=every, params=params)

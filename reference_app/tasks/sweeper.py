@@ -22,8 +22,9 @@ class Sweeper:
     tasks up to the worker's free slots, and give them to the worker.
 
     This is what makes delivery at-least-once: a task accepted while every slot
-    was busy, a retry whose time has come, and an attempt whose process died
-    are all picked up here.
+    was busy, a retry whose time has come, an attempt whose process died, and
+    delayed or periodic work once due are all picked up here. So ``interval``
+    (plus one pass) bounds how late due work starts while a slot is free.
     """
 
     def __init__(self, store: TaskStore, worker: Worker, *, interval: float) -> None:

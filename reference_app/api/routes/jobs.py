@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
+from reference_app.api.delays import due_time, field_error
 from reference_app.api.deps import IdempotencyKey, JsonCaller, SettingsDep, StoreDep, WorkerDep
 from reference_app.api.routes.tasks import task_view
 from reference_app.api.schemas import (
@@ -22,6 +23,7 @@ from reference_app.api.schemas import (
 from reference_app.core.config import Principal, Settings
 from reference_app.core.errors import RETRY_AFTER_SECONDS
 from reference_app.store import Accepted, BacklogFull, IdempotencyMismatch, Submission, TaskStore
+from reference_app.tasks.schedules import KEY_PREFIX
 from reference_app.tasks.worker import Worker
 from reference_app.webhooks.ssrf import AllowList, UnsafeURL, check_url
 
@@ -63,6 +65,14 @@ def _checked_webhook_url(url: str | None, settings: Settings) -> str | None:
         ) from None
 
 
+def _checked_key(key: str | None) -> str | None:
+    """Keys under ``schedule:`` are the scheduler's: a client's would take a slot's place."""
+    if key is not None and key.startswith(KEY_PREFIX):
+        message = f"Idempotency-Key values starting with {KEY_PREFIX!r} are reserved; use another"
+        raise field_error(("header", "Idempotency-Key"), key, "reserved_key", message)
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     """What an endpoint asks for, before it is committed."""
@@ -88,9 +98,11 @@ async def _accept(
         kind=job.kind,
         params=job.params,
         webhook_url=_checked_webhook_url(job.body.webhook_url, settings),
-        idempotency_key=job.idempotency_key,
+        idempotency_key=_checked_key(job.idempotency_key),
         request_id=request.state.request_id,
         not_before=not_before,
+        run_at=job.body.run_at,
+        delay_seconds=job.body.delay_seconds,
     )
     try:
         return await store.accept(submission)
@@ -119,12 +131,24 @@ def _accepted(request: Request, response: Response, accepted: Accepted) -> TaskA
     return TaskAccepted(task_id=accepted.task_id, status=accepted.status, status_url=status_url)
 
 
-def _run_after_response(
-    background_tasks: BackgroundTasks, worker: Worker, job: _Job, accepted: Accepted
-) -> None:
-    if accepted.created:  # an idempotent replay's task already has its run
+async def _accept_in_background(
+    request: Request,
+    background_tasks: BackgroundTasks,
+    store: TaskStore,
+    settings: Settings,
+    worker: Worker,
+    job: _Job,
+) -> Accepted:
+    """Accept the job, due at once or at its run_at / delay_seconds; hand a task due at once
+    to the worker after the response. A delayed one is the sweeper's: it claims due work
+    only, and looks every APP_SWEEP_INTERVAL_SECONDS, which bounds how late it starts."""
+    asked = job.body.run_at is not None or job.body.delay_seconds is not None
+    due = due_time(job.body, store.clock()) if asked else None
+    accepted = await _accept(request, store, settings, job, not_before=due)
+    if accepted.created and due is None:  # a replay's task has its run already
         # Only the id crosses into the task; the worker claims it and opens its own sessions.
         background_tasks.add_task(worker.submit, task_id=accepted.task_id, kind=job.kind)
+    return accepted
 
 
 @router.post("/import-contacts", status_code=202, response_model=TaskAccepted, responses=_ACCEPTED)
@@ -141,8 +165,7 @@ async def import_contacts(
 ) -> TaskAccepted:
     """Import a contacts file in the background."""
     job = _Job("import_contacts", body, {"file_id": body.file_id}, user, idempotency_key)
-    accepted = await _accept(request, store, settings, job)
-    _run_after_response(background_tasks, worker, job, accepted)
+    accepted = await _accept_in_background(request, background_tasks, store, settings, worker, job)
     return _accepted(request, response, accepted)
 
 
@@ -163,8 +186,7 @@ async def send_notification(
     """Send a notification email in the background."""
     params = {"email": str(body.email), "message": body.message}
     job = _Job("send_notification", body, params, user, idempotency_key)
-    accepted = await _accept(request, store, settings, job)
-    _run_after_response(background_tasks, worker, job, accepted)
+    accepted = await _accept_in_background(request, background_tasks, store, settings, worker, job)
     return _accepted(request, response, accepted)
 
 
@@ -196,9 +218,13 @@ async def process_data(
     params = {"data": body.data, "io_ms": body.io_ms, "cpu_ms": body.cpu_ms}
     job = _Job("process_data", body, params, user, idempotency_key)
     if mode == "background":
-        accepted = await _accept(request, store, settings, job)
-        _run_after_response(background_tasks, worker, job, accepted)
+        accepted = await _accept_in_background(
+            request, background_tasks, store, settings, worker, job
+        )
         return _accepted(request, response, accepted)
+    if body.run_at is not None or body.delay_seconds is not None:
+        message = "mode=inline runs the task now: leave out run_at and delay_seconds"
+        raise field_error(("query", "mode"), mode, "inline_delayed", message)
     # Run by this request: not due for the sweeper unless the process dies first.
     accepted = await _accept(request, store, settings, job, not_before=worker.hold_until())
     if accepted.created:

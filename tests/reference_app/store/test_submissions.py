@@ -3,7 +3,9 @@ a transaction, and an idempotency key reused inside a batch fails or replays onl
 caller."""
 
 import asyncio
-from datetime import timedelta
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from reference_app.core.clock import utcnow
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import Task, TaskEvent
 from reference_app.store import Accepted, IdempotencyMismatch, Lease, Submission, TaskStore
+from tests.reference_app._clock import ManualClock
 
 
 def submission(
@@ -137,3 +140,48 @@ async def test_not_before_holds_the_task_back_from_the_sweeper_but_not_from_its_
     claim = await store.claim(accepted.task_id, lease)  # what the inline request does
     assert claim is not None
     assert claim.attempt == 1
+
+
+# Delayed work -------------------------------------------------------------------------
+
+
+def test_the_fingerprint_holds_the_time_as_the_client_asked_for_it() -> None:
+    def asked(**when: Any) -> str:
+        return Submission(org_id="o", user_id="u", kind="k", params={}, **when).fingerprint()
+
+    noon = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert asked(delay_seconds=60) == asked(delay_seconds=60)  # a replay a moment later
+    assert asked(delay_seconds=60) != asked(delay_seconds=61)
+    assert asked(delay_seconds=0) != asked()
+    assert asked(run_at=noon) == asked(run_at=noon.astimezone(timezone(timedelta(hours=9))))
+    assert asked(run_at=noon) != asked(run_at=noon + timedelta(seconds=1))
+    assert asked(run_at=noon) != asked(delay_seconds=60)
+    # A request with neither hashes as before delays existed: stored keys still replay.
+    before: dict[str, Any] = {"kind": "k", "params": {}, "webhook_url": None}
+    assert asked() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
+
+
+async def test_a_delayed_task_is_due_at_its_time_in_the_projection_and_in_the_log(
+    sessions: SessionFactory,
+) -> None:
+    now = utcnow()
+    clock = ManualClock(now)
+    store = TaskStore(sessions, max_attempts=3, group_commit=False, clock=clock)
+    due = now + timedelta(hours=1)
+    delayed = Submission(
+        org_id="org-a", user_id="alice", kind="k", params={}, not_before=due, delay_seconds=3600
+    )
+    accepted = await store.accept(delayed)
+    lease = Lease("sweeper:1:aa", 30.0)
+
+    assert await store.claim_due(10, lease) == []
+    clock.set(due - timedelta(microseconds=1))
+    assert await store.claim_due(10, lease) == []
+    clock.set(due)
+    assert [c.task_id for c in await store.claim_due(10, lease)] == [accepted.task_id]
+    async with session_scope(sessions) as session:
+        first = await session.scalar(
+            select(TaskEvent).where(TaskEvent.task_id == accepted.task_id, TaskEvent.version == 1)
+        )
+    assert first is not None
+    assert first.payload["not_before"] == due.isoformat()
