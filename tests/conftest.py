@@ -183,6 +183,23 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
+def empty_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A database of this test's own with no tables at all (never migrated)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgres_template")  # skips locally, fails in CI, without PostgreSQL
+    name = f"fbj_empty_{uuid.uuid4().hex[:12]}"
+    run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(False)
+    finally:
+        run_async(lambda: _admin(_drop_sql(name)))
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine

@@ -1,10 +1,10 @@
 """The SSRF guard: a user-supplied webhook URL may only reach the public internet.
 
 Checked twice. At submission, the URL's form (scheme, userinfo, host spelling,
-literal addresses) so a bad URL gets a 422 the user can act on. At send time,
-every A and AAAA record of the host, and the delivery then connects to the
-address that was checked, so a DNS answer that changes in between (rebinding)
-cannot reach an internal host.
+literal addresses, internal host names) so a bad URL gets a 422 the user can act
+on. At send time, the name again, then every A and AAAA record of the host, and
+the delivery connects to the address that was checked, so a DNS answer that
+changes in between (rebinding) cannot reach an internal host.
 
 ``ipaddress``'s ``is_global`` alone is not enough: it calls some IPv6 forms
 that embed a private IPv4 address (6to4, NAT64) global. Those are unpacked and
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import idna
+
+from reference_app.webhooks.hostnames import internal_name_reason
 
 __all__ = [
     "AllowList",
@@ -45,6 +47,7 @@ _V4_BLOCKED = [
         ("10.0.0.0/8", "a private address"),
         ("100.64.0.0/10", "a carrier-grade NAT address"),
         ("127.0.0.0/8", "a loopback address"),
+        ("168.63.129.16/32", "Azure's host address (WireServer), reached from every Azure VM"),
         ("169.254.0.0/16", "a link-local address (cloud metadata lives here)"),
         ("172.16.0.0/12", "a private address"),
         ("192.0.0.0/24", "an IETF protocol address"),
@@ -190,6 +193,8 @@ def check_url(url: str, allow: AllowList = AllowList()) -> str:
         return url
     if "%" in host:
         raise UnsafeURL("IPv6 zone identifiers are not accepted")
+    if (internal := internal_name_reason(host)) is not None:
+        raise UnsafeURL(f"{internal}; use a public host")
     if host.endswith("."):
         raise UnsafeURL("a host name may not end with a dot")
     try:
@@ -206,8 +211,6 @@ def check_url(url: str, allow: AllowList = AllowList()) -> str:
     spelled = _legacy_ipv4(host)
     if spelled is not None:
         raise UnsafeURL(f"{host!r} is a non-standard spelling of the IPv4 address {spelled}")
-    if host == "localhost" or host.endswith(".localhost"):
-        raise UnsafeURL(f"{host} always means this machine; use a public host")
     return url
 
 
@@ -221,6 +224,8 @@ async def resolve_checked(
     host: str, port: int, allow: AllowList, resolver: Resolver = system_resolver
 ) -> list[IPAddress]:
     """Resolve ``host`` and check every address; any disallowed one blocks the send."""
+    if not allow.allows_host(host) and (internal := internal_name_reason(host)) is not None:
+        raise UnsafeURL(f"{internal}; refused without a DNS lookup")
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +21,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from reference_app.db.engine import SessionFactory, session_scope
-from reference_app.db.migrate import alembic_config
+from reference_app.db.migrate import alembic_config, migrate_database
 from reference_app.db.models import Task, TaskEvent
+from reference_app.db.schema import MIGRATE_COMMAND
 from reference_app.events.lifecycle import TERMINAL_STATUSES, TaskStatus
-from reference_app.testing import LiveServer, live_server
+from reference_app.testing import LiveServer, free_port, live_server
 from tests.conftest import AUTH_A, ORG_A_KEY, wait_for_status
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
@@ -161,7 +164,54 @@ async def test_a_fresh_sqlite_path_gets_its_schema_on_startup_and_serves(tmp_pat
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     connection.close()
     assert revision == head
+    assert ready.json() == {"status": "ready", "database": "ok", "schema": head}
     assert {"tasks", "task_events", "contacts"} <= tables
     lines = json_lines(server)  # uvicorn's own lines are JSON too
     assert "app_started" in {line["event"] for line in lines}
     assert any(line.get("logger") == "uvicorn.error" for line in lines)
+
+
+def refused_start(database_url: str) -> tuple[int, list[dict[str, Any]]]:
+    """uvicorn on ``database_url``, PostgreSQL's default of no migration on startup: its exit
+    code and its output, every line of which must be one JSON object."""
+    command = [sys.executable, "-m", "uvicorn", "reference_app.main:app"]
+    env = server_env(database_url, APP_MIGRATE_ON_STARTUP="false")
+    done = subprocess.run(
+        [*command, "--host", "127.0.0.1", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_SECONDS,
+        cwd=ROOT,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+    )
+    assert done.stdout == ""
+    return done.returncode, [json.loads(line) for line in done.stderr.splitlines()]
+
+
+@pytest.mark.parametrize("revision", [None, "0001"], ids=["never-migrated", "older-revision"])
+def test_a_database_behind_the_code_stops_uvicorn_with_one_line_naming_the_command(
+    empty_database_url: str, revision: str | None
+) -> None:
+    if revision is not None:
+        asyncio.run(migrate_database(empty_database_url, revision))
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    code, lines = refused_start(empty_database_url)
+
+    assert code == 3  # uvicorn's "startup failed"
+    ours = [line for line in lines if line["logger"].startswith("reference_app")]
+    [refusal] = ours  # no app_started, no sweeper, nothing else
+    assert refusal["event"] == "schema_not_migrated"
+    assert refusal["level"] == "error"
+    assert (refusal["current"], refusal["head"]) == (revision, head)
+    assert refusal["command"] == MIGRATE_COMMAND
+    assert f"run `{MIGRATE_COMMAND}`" in refusal["detail"]
+    # uvicorn prints the lifespan's exception as one record, a traceback whose last line is
+    # the same sentence, and then says it is exiting. Nothing else has a traceback.
+    tracebacks = [line for line in lines if "Traceback" in line["event"]]
+    [traceback] = tracebacks
+    last = traceback["event"].rstrip().splitlines()[-1]
+    assert last.startswith("reference_app.db.schema.SchemaNotCurrent: schema_not_migrated")
+    assert refusal["detail"] in last
+    assert lines.index(refusal) < lines.index(traceback)
+    assert lines[-1]["event"] == "Application startup failed. Exiting."

@@ -599,6 +599,21 @@ _JOB = {"data": {"a": 1}}
             id="notify",
         ),
         pytest.param("/process-data", _JOB, "http://127.0.0.1:8000/hook", "loopback", id="loop"),
+        # A name that does not resolve here, refused by name.
+        pytest.param(
+            "/process-data",
+            _JOB,
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "metadata.google.internal is Google Cloud's metadata server; use a public host",
+            id="metadata-name",
+        ),
+        pytest.param(
+            "/send-notification",
+            {"email": "ada@example.com", "message": "hi"},
+            "http://Billing.Internal./hook",
+            r"billing\.internal is a \.internal name",
+            id="internal-suffix",
+        ),
         pytest.param(
             "/process-data", _JOB, "http://[::ffff:10.0.0.1]/hook", "private", id="v4-mapped"
         ),

@@ -64,6 +64,25 @@ BLOCKED_URLS = [
     "http://exa mple.com/hook",
     "http://example.com/\nhook",
     "http://" + "a" * 2100 + ".com/",
+    # Internal host names, refused whatever DNS says (most do not resolve where the check runs).
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://METADATA.Google.Internal./computeMetadata/v1/",
+    "http://metadata.goog/computeMetadata/v1/",
+    "http://metadata/computeMetadata/v1/",
+    "http://instance-data/latest/meta-data/",
+    "http://instance-data.ec2.internal/latest/meta-data/",
+    "http://api.metadata.cloud.ibm.com/metadata/v1/instance",
+    "http://metadata.tencentyun.com/latest/meta-data/",
+    "http://rancher-metadata/latest/self",
+    "https://kubernetes.default.svc/api",
+    "https://kubernetes.default.svc.cluster.local/api",
+    "http://host.docker.internal/hook",
+    "http://ip-10-0-0-1.eu-west-1.compute.internal/hook",
+    "http://printer.local/hook",
+    "http://router.home.arpa/hook",
+    "http://localhost.localdomain/hook",
+    "http://LOCALHOST/hook",
+    "http://168.63.129.16/machine?comp=goalstate",
 ]
 
 ALLOWED_URLS = [
@@ -73,6 +92,11 @@ ALLOWED_URLS = [
     "https://93.184.216.34/hook",
     "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
     "https://[2002:5db8:d822::1]/hook",
+    # Public names that merely contain the words.
+    "https://metadata.example.com/hook",
+    "https://internal.example.com/hook",
+    "https://localhost.example.com/hook",
+    "https://hooks.example.com/metadata.google.internal",
 ]
 
 
@@ -104,6 +128,25 @@ def test_reasons_name_the_kind_of_address():
         check_url("http://169.254.169.254/")
     with pytest.raises(UnsafeURL, match=r"non-standard spelling of the IPv4 address 127\.0\.0\.1"):
         check_url("http://127.1/")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://metadata.google.internal/", "metadata.google.internal is Google Cloud's metadata"),
+        ("http://Metadata.Goog./", "metadata.goog is Google Cloud's metadata server"),
+        ("http://instance-data/", "the AWS EC2 instance metadata service"),
+        ("http://db.internal:5432/", r"db\.internal is a \.internal name \(reserved for private"),
+        ("http://nas.local/", r"nas\.local is a \.local name \(multicast DNS"),
+        ("http://api.localhost/", r"\.localhost name \(always this machine\)"),
+        ("http://localhost/", "localhost is this machine"),
+        ("http://168.63.129.16/", "Azure's host address"),
+    ],
+)
+def test_internal_names_are_refused_with_the_reason(url, reason):
+    with pytest.raises(UnsafeURL, match=reason) as raised:
+        check_url(url)
+    assert str(raised.value).endswith(("use a public host", "use a public address"))
 
 
 def test_allow_list_admits_hosts_and_networks():
@@ -146,6 +189,30 @@ async def test_dns_rebinding_between_check_and_send_is_blocked():
     assert await resolve_checked("rebind.example", 443, AllowList(), flipping)
     with pytest.raises(UnsafeURL, match=r"169\.254\.169\.254"):
         await resolve_checked("rebind.example", 443, AllowList(), flipping)
+
+
+@pytest.mark.parametrize(
+    "host", ["metadata.google.internal", "METADATA.GOOG.", "instance-data", "svc.internal"]
+)
+async def test_send_time_check_refuses_internal_names_without_asking_dns(host):
+    lookups: list[str] = []
+
+    async def public(name: str, port: int) -> list[str]:
+        lookups.append(name)
+        return ["93.184.216.34"]  # what a hostile or odd resolver might answer
+
+    with pytest.raises(UnsafeURL, match="refused without a DNS lookup"):
+        await resolve_checked(host, 80, AllowList(), public)
+    assert lookups == []
+
+
+async def test_an_allow_listed_internal_name_is_resolved_and_sent_to():
+    resolver = _resolver({"receiver.internal": ["10.0.0.9"]})
+    allow = AllowList.parse(["receiver.internal"])
+
+    assert check_url("http://receiver.internal/hook", allow)
+    allowed = await resolve_checked("receiver.internal", 80, allow, resolver)
+    assert [str(a) for a in allowed] == ["10.0.0.9"]
 
 
 async def test_send_time_check_honours_the_allow_list():
