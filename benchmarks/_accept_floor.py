@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from reference_app.api.deps import get_store
+from reference_app.core.clock import utcnow
 from reference_app.core.config import Settings
 from reference_app.db.models import TaskEvent
 from reference_app.events.lifecycle import TaskStatus
@@ -35,13 +36,19 @@ from reference_app.main import create_app
 from reference_app.store import (
     Accepted,
     Claim,
+    Controlled,
     Lease,
+    Position,
     Recorded,
     Recovered,
     Submission,
+    TaskFilters,
+    TaskNotFound,
+    TaskPage,
     TaskRecord,
     TerminalHook,
 )
+from reference_app.store.keyed import KeyedTask
 
 __all__ = ["NoopStore", "app", "create_floor_app", "create_state_floor_app", "state_app"]
 
@@ -58,6 +65,9 @@ class NoopStore:
     worker or the sweeper calls raises: on the floor that would mean work was started.
     """
 
+    def __init__(self) -> None:
+        self.clock = utcnow  # what a delayed POST's due time counts from
+
     async def accept(self, submission: Submission) -> Accepted:
         """Commit nothing; a fresh id, so the 202 and its ``Location`` look like the real ones."""
         return Accepted(task_id=uuid.uuid4(), status=_SCHEDULED, created=False)
@@ -70,6 +80,23 @@ class NoopStore:
 
     async def events_of(self, org_id: str, task_id: uuid.UUID) -> list[TaskEvent] | None:
         return None
+
+    async def list_tasks(
+        self, org_id: str, filters: TaskFilters, *, limit: int, after: Position | None = None
+    ) -> TaskPage:
+        return TaskPage(items=[], next=None)  # the floor has no tasks
+
+    async def newest_by_key(self, org_id: str, lowest: str, highest: str) -> KeyedTask | None:
+        return None  # no schedule has made a task
+
+    async def cancel(self, org_id: str, task_id: uuid.UUID, *, by: str) -> Controlled:
+        raise TaskNotFound(task_id)  # the floor has no tasks: the 404 the truth calls for
+
+    async def requeue(self, org_id: str, task_id: uuid.UUID, *, by: str) -> Controlled:
+        raise TaskNotFound(task_id)
+
+    async def cancel_requested(self, claim: Claim, lease: Lease) -> int | None:
+        raise _no_work()
 
     def add_terminal_hook(self, hook: TerminalHook) -> None:
         raise _no_work()

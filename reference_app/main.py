@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import httpx
 from fastapi import FastAPI
 
-from reference_app.api.routes import health, jobs, tasks
+from reference_app.api.routes import controls, health, jobs, tasks
+from reference_app.api.routes import schedules as schedule_routes
 from reference_app.core.body_limit import BodyLimitMiddleware
+from reference_app.core.clock import utcnow
 from reference_app.core.config import Settings, get_settings
 from reference_app.core.errors import install_error_handlers
 from reference_app.core.logging import configure_logging, get_logger
 from reference_app.core.request_id import RequestIdMiddleware
 from reference_app.db.engine import create_engine, create_read_engine, create_session_factory
 from reference_app.db.migrate import upgrade_database
+from reference_app.db.schema import require_current_schema
 from reference_app.store import TaskStore
 from reference_app.tasks.context import Handler
-from reference_app.tasks.handlers import HANDLERS
+from reference_app.tasks.handlers import HANDLERS, SCHEDULES, example_schedule
 from reference_app.tasks.kinds import TaskKind
 from reference_app.tasks.retry import RetryPolicy
+from reference_app.tasks.scheduler import Scheduler
+from reference_app.tasks.schedules import Schedule
 from reference_app.tasks.sweeper import Sweeper
 from reference_app.tasks.worker import Worker
 from reference_app.webhooks.client import create_http_client
@@ -42,18 +48,29 @@ def create_app(
     handlers: Mapping[str, Handler | TaskKind] | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
     resolver: Resolver = system_resolver,
+    schedules: Sequence[Schedule] = (),
+    clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """Build the app. Production reads the environment; tests pass settings, task kinds
     (a bare handler, or a ``TaskKind`` with its mode, concurrency and retry policy),
-    an HTTP transport (``httpx.MockTransport``) and a DNS resolver."""
+    an HTTP transport (``httpx.MockTransport``), a DNS resolver, periodic schedules
+    (beside ``SCHEDULES``) and the clock that decides when work is due."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.api_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        if settings.should_migrate_on_startup:
-            await upgrade_database(engine)
+        try:
+            if settings.should_migrate_on_startup:
+                await upgrade_database(engine)
+            # A database this code cannot use: one log line and no start, not a 500 per request.
+            await require_current_schema(
+                engine, within_seconds=settings.schema_check_timeout_seconds
+            )
+        except BaseException:
+            await engine.dispose()
+            raise
         sessions = create_session_factory(engine)
         read_engine = create_read_engine(settings.database_url)
         read_sessions = create_session_factory(read_engine) if read_engine else sessions
@@ -70,6 +87,7 @@ def create_app(
             group_commit=True,
             read_sessions=read_sessions,
             max_due=settings.max_due_tasks,
+            clock=clock,
             # The webhooks package's side effect of a task's end, in the same transaction.
             terminal_hooks=[delivery_hook(max_attempts=webhook_policy.max_attempts)],
         )
@@ -109,12 +127,29 @@ def create_app(
             sessions=sessions,
             cpu_pool=cpu_pool,
             cpu_slots=settings.cpu_workers,
+            timeout_seconds=settings.task_timeout_seconds,
+            cancel_grace_seconds=settings.task_cancel_grace_seconds,
         )
         sweeper = Sweeper(store, worker, interval=settings.sweep_interval_seconds)
+        example = settings.example_schedule_seconds
+        scheduler = Scheduler(
+            store,
+            [
+                *SCHEDULES,
+                *([example_schedule(timedelta(seconds=example))] if example else []),
+                *schedules,
+            ],
+            default_org=settings.schedule_org_id,
+            interval=settings.scheduler_interval_seconds,
+            kinds=worker.kinds,
+            on_enqueued=sweeper.wake,  # a slot's task is due at once: sweep now
+        )
+        app.state.scheduler = scheduler
         app.state.engine, app.state.sessions = engine, sessions
         app.state.store, app.state.worker, app.state.sweeper = store, worker, sweeper
         app.state.http_client = http_client
         sweeper.start()
+        scheduler.start()
         # Startup leaves ~100k long-lived objects; a full collection over them froze the
         # event loop for 40-70 ms under load. Freeze them out of every later collection.
         gc.collect()
@@ -128,6 +163,7 @@ def create_app(
             yield
         finally:
             # uvicorn has already waited for requests and their background tasks.
+            await scheduler.stop()
             await sweeper.stop()
             await worker.drain(settings.shutdown_grace_seconds)
             await http_client.aclose()  # after the tasks that use it have drained
@@ -151,6 +187,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)
+    app.include_router(controls.router)
+    app.include_router(schedule_routes.router)
     return app
 
 

@@ -26,6 +26,7 @@ __all__ = ["all_scenarios", "main", "run_scenario"]
 # Modules that export ``SCENARIOS: list[Scenario]``; a missing one is skipped with a note.
 SCENARIO_MODULES = (
     "reliability.faults",  # crashes, shutdowns, database and webhook trouble
+    "reliability.deadlines",  # attempts stuck past their deadline
     "reliability.inputs",  # hostile requests
     "reliability.fuzz",  # schemathesis
     "reliability.isolation",  # org B probes org A

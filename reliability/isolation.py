@@ -76,13 +76,21 @@ def check_isolation(base_url: str) -> IsolationReport:
                     f"GET /tasks/{{id}}{suffix} as B: A's task and a missing one differ: "
                     f"{theirs.status_code} {theirs.text!r} vs {nobody.status_code} {nobody.text!r}"
                 )
-        # List: there is no listing endpoint for either org to use.
-        for path in ("/tasks", "/tasks/"):
-            mine, theirs = _get(a, path, report), _get(b, path, report)
-            if theirs.status_code < 400 or task_id in theirs.text:
-                report.leaks.append(f"GET {path} as B answers {theirs.status_code}")
-            if not _same_answer(mine, theirs):
-                report.leaks.append(f"GET {path} answers A and B differently")
+        # List: each org sees its own tasks only.
+        mine, theirs = _get(a, "/tasks", report), _get(b, "/tasks", report)
+        if mine.status_code != 200 or task_id not in mine.text:
+            raise AssertionError(f"GET /tasks as A does not list A's task: {mine.text!r}")
+        if theirs.status_code != 200 or task_id in theirs.text:
+            report.leaks.append(f"GET /tasks as B: {theirs.status_code}, lists A's task")
+        # Act: cancel and re-drive of A's task, as B, answer as for an id that never existed.
+        for action in ("cancel", "retry"):
+            report.requests += 2
+            theirs = b.post(f"/tasks/{task_id}/{action}")
+            nobody = b.post(f"/tasks/{unknown}/{action}")
+            if theirs.status_code != 404 or not _same_answer(theirs, nobody):
+                report.leaks.append(
+                    f"POST /tasks/{{A's id}}/{action} as B: {theirs.status_code} {theirs.text!r}"
+                )
 
         # Infer through Idempotency-Key. A used SHARED_KEY with JOB and OTHER_KEY with
         # OTHER_JOB. B's same key and body must make B's own task (not return A's), and B's
@@ -121,7 +129,7 @@ def run_isolation(database_url: str, long: bool = True) -> Outcome:
     return Outcome(
         fault="org B probes org A",
         backend=backend_of(database_url),
-        load="reads, events, listing, Idempotency-Key reuse",
+        load="reads, events, listing, cancel and retry, Idempotency-Key reuse",
         inputs=report.requests,
         accepted=report.accepted,
         lost=lost,

@@ -18,18 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.core.config import Principal, Settings
 from reference_app.store import TaskStore
+from reference_app.tasks.scheduler import Scheduler
 from reference_app.tasks.worker import Worker
 
 __all__ = [
     "CurrentUser",
     "IdempotencyKey",
     "JsonCaller",
+    "SchedulerDep",
     "SessionDep",
     "SettingsDep",
     "StoreDep",
     "WorkerDep",
     "get_current_user",
     "get_json_caller",
+    "get_scheduler",
     "get_settings_from_app",
     "get_store",
     "get_worker",
@@ -72,6 +75,14 @@ async def get_worker(request: Request) -> Worker:
 
 
 WorkerDep = Annotated[Worker, Depends(get_worker)]
+
+
+async def get_scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
 
 BearerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 

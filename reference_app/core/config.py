@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # None: apply migrations on startup for SQLite, leave PostgreSQL to `migrate`.
     migrate_on_startup: bool | None = None
+    # How long startup waits to read the schema's revision; past it the app starts, unchecked.
+    schema_check_timeout_seconds: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
 
     # Attempts at once in this process. I/O-bound work holds nothing while it awaits, so the
@@ -59,8 +61,18 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     cpu_workers: int = Field(default=1, ge=1)
+    # Periodic schedules (tasks/schedules.py): the scheduler looks at least this often, and
+    # the tasks of a schedule that names no org belong to this one.
+    scheduler_interval_seconds: float = Field(default=1.0, gt=0)
+    schedule_org_id: str = Field(default="org-a", min_length=1, max_length=64)
+    # The example schedule (tasks/handlers.py), off unless set: a process_data task every N s.
+    example_schedule_seconds: int | None = Field(default=None, ge=1)
 
     task_max_attempts: int = Field(default=5, ge=1)
+    # Each attempt's deadline (a kind can set its own: TaskKind.timeout); past it the
+    # attempt is cancelled, given the grace to unwind, and recorded as AttemptTimeout.
+    task_timeout_seconds: float = Field(default=300.0, gt=0)
+    task_cancel_grace_seconds: float = Field(default=1.0, ge=0)
     task_retry_base_seconds: float = Field(default=1.0, ge=0)
     task_retry_cap_seconds: float = Field(default=300.0, ge=0)
 

@@ -25,6 +25,10 @@ class EventType(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     TASK_SUCCEEDED = "task_succeeded"
     TASK_FAILED = "task_failed"
+    # An operator's actions (POST /tasks/{id}/cancel and /retry).
+    CANCEL_REQUESTED = "cancel_requested"
+    TASK_CANCELLED = "task_cancelled"
+    TASK_REQUEUED = "task_requeued"
 
 
 class TaskStatus(StrEnum):
@@ -33,22 +37,37 @@ class TaskStatus(StrEnum):
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Running, with a cancel requested: its worker stops it at its next heartbeat.
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED})
+# Nothing runs after these, unless an operator re-drives a failed or cancelled task.
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 # Which event may follow which. ``None`` is the empty stream.
-# ``attempt_failed`` is always appended together with its decision (retry or
-# fail), so a committed stream never ends on it, and a stored status always
-# tells the last committed event.
+# ``attempt_failed`` is always appended together with its decision (retry, fail, or cancel
+# when a cancel was requested), so a committed stream never ends on it, and a stored status
+# always tells the last committed event.
 _NEXT: dict[EventType | None, frozenset[EventType]] = {
     None: frozenset({EventType.TASK_SCHEDULED}),
-    EventType.TASK_SCHEDULED: frozenset({EventType.TASK_STARTED}),
-    EventType.TASK_STARTED: frozenset({EventType.TASK_SUCCEEDED, EventType.ATTEMPT_FAILED}),
-    EventType.ATTEMPT_FAILED: frozenset({EventType.RETRY_SCHEDULED, EventType.TASK_FAILED}),
-    EventType.RETRY_SCHEDULED: frozenset({EventType.TASK_STARTED}),
+    EventType.TASK_SCHEDULED: frozenset({EventType.TASK_STARTED, EventType.TASK_CANCELLED}),
+    EventType.TASK_STARTED: frozenset(
+        {EventType.TASK_SUCCEEDED, EventType.ATTEMPT_FAILED, EventType.CANCEL_REQUESTED}
+    ),
+    # The attempt may still end on its own before its worker sees the request.
+    EventType.CANCEL_REQUESTED: frozenset(
+        {EventType.TASK_CANCELLED, EventType.TASK_SUCCEEDED, EventType.ATTEMPT_FAILED}
+    ),
+    EventType.ATTEMPT_FAILED: frozenset(
+        {EventType.RETRY_SCHEDULED, EventType.TASK_FAILED, EventType.TASK_CANCELLED}
+    ),
+    EventType.RETRY_SCHEDULED: frozenset({EventType.TASK_STARTED, EventType.TASK_CANCELLED}),
     EventType.TASK_SUCCEEDED: frozenset(),
-    EventType.TASK_FAILED: frozenset(),
+    # The dead-letter re-drive: a failed or cancelled task is scheduled again.
+    EventType.TASK_FAILED: frozenset({EventType.TASK_REQUEUED}),
+    EventType.TASK_CANCELLED: frozenset({EventType.TASK_REQUEUED}),
+    EventType.TASK_REQUEUED: frozenset({EventType.TASK_STARTED, EventType.TASK_CANCELLED}),
 }
 
 _STATUS_AFTER: dict[EventType, TaskStatus] = {
@@ -58,15 +77,20 @@ _STATUS_AFTER: dict[EventType, TaskStatus] = {
     EventType.RETRY_SCHEDULED: TaskStatus.RETRYING,
     EventType.TASK_SUCCEEDED: TaskStatus.SUCCEEDED,
     EventType.TASK_FAILED: TaskStatus.FAILED,
+    EventType.CANCEL_REQUESTED: TaskStatus.CANCELLING,
+    EventType.TASK_CANCELLED: TaskStatus.CANCELLED,
+    EventType.TASK_REQUEUED: TaskStatus.SCHEDULED,
 }
 
-# The last committed event for each stored status (see the note on _NEXT).
-_LAST_EVENT_FOR: dict[TaskStatus, EventType] = {
-    TaskStatus.SCHEDULED: EventType.TASK_SCHEDULED,
-    TaskStatus.RUNNING: EventType.TASK_STARTED,
-    TaskStatus.RETRYING: EventType.RETRY_SCHEDULED,
-    TaskStatus.SUCCEEDED: EventType.TASK_SUCCEEDED,
-    TaskStatus.FAILED: EventType.TASK_FAILED,
+# The events a stored status may have as its last committed one (see the note on _NEXT):
+# every event that leaves the status, but ``attempt_failed``, which never ends a batch.
+_LAST_EVENTS_FOR: dict[TaskStatus, frozenset[EventType]] = {
+    status: frozenset(
+        e
+        for e, after in _STATUS_AFTER.items()
+        if after is status and e is not EventType.ATTEMPT_FAILED
+    )
+    for status in TaskStatus
 }
 
 
@@ -81,7 +105,9 @@ def status_after(event_type: EventType) -> TaskStatus:
 
 def statuses_before(first: EventType) -> frozenset[TaskStatus]:
     """The stored statuses from which a batch starting with ``first`` may be appended."""
-    return frozenset(s for s, last in _LAST_EVENT_FOR.items() if first in _NEXT[last])
+    return frozenset(
+        s for s, lasts in _LAST_EVENTS_FOR.items() if any(first in _NEXT[e] for e in lasts)
+    )
 
 
 def _check_step(previous: EventType | None, event_type: EventType) -> None:
@@ -97,7 +123,8 @@ def check_batch(batch: Sequence[EventType]) -> None:
         _check_step(previous, event_type)
     if batch[-1] is EventType.ATTEMPT_FAILED:
         raise IllegalTransition(
-            "attempt_failed must be appended with retry_scheduled or task_failed"
+            "attempt_failed must be appended with its decision: retry_scheduled, task_failed"
+            " or task_cancelled"
         )
 
 

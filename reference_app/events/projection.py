@@ -90,8 +90,13 @@ def changes_for(event: RecordedEvent) -> dict[str, Any]:
         case EventType.RETRY_SCHEDULED:
             changes.update(run_after=_when(p["due_at"]), lease_owner=None, lease_expires_at=None)
         case EventType.TASK_SUCCEEDED:
+            # A failed attempt's error stays in the log (GET /tasks/{id}/events), not on a success.
             changes.update(
-                result=p["result"], finished_at=event.at, lease_owner=None, lease_expires_at=None
+                result=p["result"],
+                last_error=None,
+                finished_at=event.at,
+                lease_owner=None,
+                lease_expires_at=None,
             )
         case EventType.TASK_FAILED:
             changes.update(
@@ -99,6 +104,20 @@ def changes_for(event: RecordedEvent) -> dict[str, Any]:
                 finished_at=event.at,
                 lease_owner=None,
                 lease_expires_at=None,
+            )
+        case EventType.CANCEL_REQUESTED:
+            pass  # the status says it; the lease stays with the attempt that is stopping
+        case EventType.TASK_CANCELLED:
+            changes.update(
+                finished_at=event.at, run_after=None, lease_owner=None, lease_expires_at=None
+            )
+        case EventType.TASK_REQUEUED:
+            # Attempts count on; the retry budget is renewed from where they stand.
+            changes.update(
+                max_attempts=p["max_attempts"],
+                run_after=_when(p["due_at"]),
+                result=None,
+                finished_at=None,
             )
     return changes
 
@@ -132,12 +151,13 @@ async def rebuild_projection(session: AsyncSession) -> int:
         # Hold off appends (they update tasks first) until the new rows are in.
         await session.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
     rebuilt = await compute_projection(session)
+    leased = ("running", "cancelling")
     running = await session.execute(
-        select(Task.id, Task.lease_expires_at).where(Task.status == "running")
+        select(Task.id, Task.lease_expires_at).where(Task.status.in_(leased))
     )
     live_leases = {task_id: expires for task_id, expires in running}
     for task_id, row in rebuilt.items():
-        if row["status"] == "running" and live_leases.get(task_id) is not None:
+        if row["status"] in leased and live_leases.get(task_id) is not None:
             row["lease_expires_at"] = max(row["lease_expires_at"], live_leases[task_id])
     await session.execute(delete(Task))
     if rebuilt:

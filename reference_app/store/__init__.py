@@ -1,6 +1,8 @@
 """The task store: every SQL statement of the task system, and its group commit."""
 
 from reference_app.store.claims import Claim
+from reference_app.store.controls import Controlled, TaskNotFound, WrongStatus
+from reference_app.store.listing import InvalidCursor, Position, TaskFilters, TaskPage
 from reference_app.store.records import (
     DueTask,
     Lease,
@@ -22,14 +24,21 @@ __all__ = [
     "Accepted",
     "BacklogFull",
     "Claim",
+    "Controlled",
     "DueTask",
     "IdempotencyMismatch",
+    "InvalidCursor",
     "Lease",
     "NewStream",
+    "Position",
     "Recorded",
     "Recovered",
     "Submission",
+    "TaskFilters",
+    "TaskNotFound",
+    "TaskPage",
     "TaskRecord",
     "TaskStore",
     "TerminalHook",
+    "WrongStatus",
 ]

@@ -15,18 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reference_app.core.clock import utcnow
 from reference_app.db.models import Task
 from reference_app.events.lifecycle import EventType, TaskStatus
-from reference_app.events.store import Append, NewEvent, append_many
+from reference_app.events.store import Append, NewEvent, append_many, renew_leases
 
 __all__ = [
     "Claim",
     "ClaimRow",
     "Lease",
+    "claim_batch",
     "count_due",
+    "renew_batch",
+    "select_cancel_request",
     "select_claimable",
     "select_due",
     "select_due_except_kinds",
     "select_due_of_kinds",
     "select_expired_leases",
+    "select_owned",
     "start_attempts",
 ]
 
@@ -80,14 +84,35 @@ count_due = select(func.count()).where(
     _tasks.c.run_after <= bindparam("now"),
 )
 
-# Running tasks whose lease expired before ``now``.
+# Running tasks (a cancel requested or not) whose lease expired before ``now``.
 select_expired_leases = (
     select(*_columns)
     .where(
-        _tasks.c.status == TaskStatus.RUNNING.value,
+        _tasks.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.CANCELLING.value]),
         _tasks.c.lease_expires_at < bindparam("now"),
     )
     .with_for_update(skip_locked=True)
+)
+
+# The org's task ``task_id`` (not a webhook delivery, which is part of its task), locked
+# for an operator's action on it.
+select_owned = (
+    select(*_columns)
+    .where(
+        _tasks.c.id == bindparam("task_id"),
+        _tasks.c.org_id == bindparam("org_id"),
+        _tasks.c.parent_id.is_(None),
+    )
+    .with_for_update()
+)
+
+# Whether a cancel was requested of the attempt ``attempt`` that ``owner`` runs: the row's
+# version then is the one its ``task_cancelled`` must follow.
+select_cancel_request = select(_tasks.c.version).where(
+    _tasks.c.id == bindparam("task_id"),
+    _tasks.c.status == TaskStatus.CANCELLING.value,
+    _tasks.c.lease_owner == bindparam("owner"),
+    _tasks.c.attempts == bindparam("attempt"),
 )
 
 
@@ -170,3 +195,34 @@ async def start_attempts(
         Claim.of(row, version=version, attempt=row.attempts + 1)
         for row, version in zip(rows, versions, strict=True)
     ]
+
+
+async def claim_batch(
+    session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
+) -> list[Claim | None]:
+    """One read and one append for every claim of a batch. None for a task that is no
+    longer scheduled, or that the batch names twice (the claim goes to the caller whose
+    lease it was started under)."""
+    leases = dict(items)  # a task named twice is started under its last caller's lease
+    rows = await session.execute(select_claimable, {"task_ids": sorted(leases)})
+    startable = [row for row in rows if row.status == TaskStatus.SCHEDULED.value]
+    started: dict[uuid.UUID, Claim] = {}
+    # Grouped by lease: a batch holds the claims of one worker, so nearly always one group.
+    for lease in set(leases.values()):
+        mine = [row for row in startable if leases[row.id] == lease]
+        started.update((c.task_id, c) for c in await start_attempts(session, mine, lease))
+    return [
+        started.pop(task_id, None) if leases[task_id] == lease else None for task_id, lease in items
+    ]
+
+
+async def renew_batch(
+    session: AsyncSession, items: Sequence[tuple[uuid.UUID, int, Lease]]
+) -> list[bool]:
+    """Renew a batch's leases, a statement per lease owner; whether each was renewed."""
+    renewed: set[tuple[uuid.UUID, int, Lease]] = set()
+    for lease in {lease for _, _, lease in items}:
+        mine = [(task_id, version) for task_id, version, each in items if each == lease]
+        kept = await renew_leases(session, mine, owner=lease.owner, until=lease.expires())
+        renewed |= {(task_id, version, lease) for task_id, version in kept}
+    return [item in renewed for item in items]

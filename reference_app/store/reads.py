@@ -29,11 +29,13 @@ async def _owned(session: AsyncSession, org_id: str, task_id: uuid.UUID) -> Task
 
 
 async def find_task(session: AsyncSession, org_id: str, task_id: uuid.UUID) -> TaskRecord | None:
-    """The org's task with this id, and its webhook delivery's row if it has one."""
+    """The org's task with this id, and its newest webhook delivery's row if it has one."""
     task = await _owned(session, org_id, task_id)
     if task is None:
         return None
-    delivery = await session.scalar(_delivery_of.where(Task.parent_id == task.id))
+    # The newest: a re-driven task that ends again gets a delivery for each end.
+    newest = _delivery_of.where(Task.parent_id == task.id).order_by(Task.created_at.desc())
+    delivery = await session.scalar(newest.limit(1))
     return TaskRecord(task, delivery)
 
 

@@ -14,7 +14,9 @@ and its final event, return a new stream to start in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,33 +27,35 @@ from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory, session_scope
 from reference_app.db.models import TaskEvent
 from reference_app.events.lifecycle import TaskStatus
-from reference_app.events.outcomes import TERMINAL_EVENTS, failure_events
 from reference_app.events.store import (
-    Append,
     ConcurrencyConflict,
     NewEvent,
-    append_many,
-    renew_leases,
     start_streams,
 )
+from reference_app.store import controls
 from reference_app.store.admission import DueBacklog
 from reference_app.store.claims import (
     Claim,
     ClaimRow,
+    claim_batch,
     count_due,
-    select_claimable,
+    renew_batch,
+    select_cancel_request,
     select_due,
     select_due_except_kinds,
     select_due_of_kinds,
     select_expired_leases,
     start_attempts,
 )
+from reference_app.store.controls import Controlled
 from reference_app.store.group_commit import GroupCommitter
+from reference_app.store.keyed import KeyedTask, newest_by_key
+from reference_app.store.listing import Position, TaskFilters, TaskPage, list_tasks
+from reference_app.store.outcomes import append_outcomes, expiry_events
 from reference_app.store.reads import events_of, find_by_key, find_task
 from reference_app.store.records import (
     DueTask,
     Lease,
-    NewStream,
     Recorded,
     Recovered,
     TaskRecord,
@@ -76,8 +80,12 @@ class TaskStore:
         read_sessions: SessionFactory | None = None,
         terminal_hooks: Sequence[TerminalHook] = (),
         max_due: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        # What "now" is for due work (claims, the due count, a delayed task's due time);
+        # leases are timed by the wall clock. Tests pass a clock they move.
+        self.clock = clock
         # Reads that need no write lock (on SQLite, connections without BEGIN IMMEDIATE).
         self.read_sessions = read_sessions or sessions
         self.max_attempts = max_attempts
@@ -133,9 +141,7 @@ class TaskStore:
         """Start the next attempt of a ``scheduled`` task under ``lease``; None if it is
         not scheduled any more (another worker or the sweeper got there first)."""
         try:
-            claim: Claim | None = await self._commits.run_batched(
-                self._claim_batch, (task_id, lease)
-            )
+            claim: Claim | None = await self._commits.run_batched(claim_batch, (task_id, lease))
         except ConcurrencyConflict:
             return None
         if claim is not None:
@@ -154,7 +160,7 @@ class TaskStore:
         of the ``kinds`` named, or of every kind but those in ``exclude``."""
         if limit <= 0:
             return []
-        params: dict[str, Any] = {"now": utcnow(), "limit": limit}
+        params: dict[str, Any] = {"now": self.clock(), "limit": limit}
         if kinds is not None:
             query, params["kinds"] = select_due_of_kinds, sorted(kinds)
         elif exclude:
@@ -175,46 +181,17 @@ class TaskStore:
     async def count_due(self) -> int:
         """Count the due backlog (every process's): the baseline of admission control."""
         async with session_scope(self.read_sessions) as session:
-            counted = int(await session.scalar(count_due, {"now": utcnow()}) or 0)
+            counted = int(await session.scalar(count_due, {"now": self.clock()}) or 0)
         self.backlog.counted(counted)
         return self.backlog.due
-
-    async def _claim_batch(
-        self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, Lease]]
-    ) -> list[Claim | None]:
-        """One read and one append for every claim of a batch. None for a task that is no
-        longer scheduled, or that the batch names twice (the claim goes to the caller whose
-        lease it was started under)."""
-        leases = dict(items)  # a task named twice is started under its last caller's lease
-        rows = await session.execute(select_claimable, {"task_ids": sorted(leases)})
-        startable = [row for row in rows if row.status == TaskStatus.SCHEDULED.value]
-        started: dict[uuid.UUID, Claim] = {}
-        # Grouped by lease: a batch holds the claims of one worker, so nearly always one group.
-        for lease in set(leases.values()):
-            mine = [row for row in startable if leases[row.id] == lease]
-            started.update((c.task_id, c) for c in await start_attempts(session, mine, lease))
-        return [
-            started.pop(task_id, None) if leases[task_id] == lease else None
-            for task_id, lease in items
-        ]
 
     async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
         """Extend the attempt's lease; False if the task moved on or another owner holds it.
         Batched: a few hundred running attempts renew with a statement or two a second."""
         renewed: bool = await self._commits.run_batched(
-            self._renew_batch, (claim.task_id, claim.version, lease)
+            renew_batch, (claim.task_id, claim.version, lease)
         )
         return renewed
-
-    async def _renew_batch(
-        self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, int, Lease]]
-    ) -> list[bool]:
-        renewed: set[tuple[uuid.UUID, int, Lease]] = set()
-        for lease in {lease for _, _, lease in items}:
-            mine = [(task_id, version) for task_id, version, each in items if each == lease]
-            kept = await renew_leases(session, mine, owner=lease.owner, until=lease.expires())
-            renewed |= {(task_id, version, lease) for task_id, version in kept}
-        return [item in renewed for item in items]
 
     # Outcomes ---------------------------------------------------------------
 
@@ -233,17 +210,7 @@ class TaskStore:
         async def recover(session: AsyncSession) -> tuple[Sequence[ClaimRow], list[list[DueTask]]]:
             rows = (await session.execute(select_expired_leases, {"now": utcnow()})).all()
             outcomes = [
-                (
-                    Claim.of(row, version=row.version, attempt=row.attempts),
-                    failure_events(
-                        attempt=row.attempts,
-                        max_attempts=row.max_attempts,
-                        error_type="LeaseExpired",
-                        error=f"lease held by {row.lease_owner} expired; its process stopped",
-                        transient=True,
-                        delay=0.0,
-                    ),
-                )
+                (Claim.of(row, version=row.version, attempt=row.attempts), expiry_events(row))
                 for row in rows
             ]
             return rows, (await self._append_outcomes(session, outcomes) if outcomes else [])
@@ -253,27 +220,42 @@ class TaskStore:
             log.warning("lease_expired", task_id=str(row.id), kind=row.kind, attempt=row.attempts)
         return Recovered([row.id for row in rows], [s for each in enqueued for s in each])
 
+    # An operator's controls ----------------------------------------------------
+
+    async def cancel(self, org_id: str, task_id: uuid.UUID, *, by: str) -> Controlled:
+        """Cancel the org's task: at once if it waits, at its worker's next heartbeat if it
+        runs (``store.controls``). ``TaskNotFound``, or ``WrongStatus`` once it has ended."""
+        hooks = self._terminal_hooks
+        work = partial(controls.cancel, org_id=org_id, task_id=task_id, by=by, hooks=hooks)
+        controlled: Controlled = await self._commits.run(work)
+        return controlled
+
+    async def requeue(self, org_id: str, task_id: uuid.UUID, *, by: str) -> Controlled:
+        """Schedule the org's failed or cancelled task again, due now, with the retry budget
+        renewed. ``TaskNotFound``, or ``WrongStatus`` for any other status."""
+        work = partial(
+            controls.requeue,
+            org_id=org_id,
+            task_id=task_id,
+            by=by,
+            budget=self.max_attempts,
+            now=self.clock(),
+        )
+        controlled: Controlled = await self._commits.run(work)
+        return controlled
+
+    async def cancel_requested(self, claim: Claim, lease: Lease) -> int | None:
+        """The version ``task_cancelled`` must follow, if a cancel was requested of the
+        attempt ``claim`` runs under ``lease``; else None."""
+        params = {"task_id": claim.task_id, "owner": lease.owner, "attempt": claim.attempt}
+        async with session_scope(self.read_sessions) as session:
+            version: int | None = await session.scalar(select_cancel_request, params)
+        return version
+
     async def _append_outcomes(
         self, session: AsyncSession, outcomes: Sequence[tuple[Claim, list[NewEvent]]]
     ) -> list[list[DueTask]]:
-        """Append attempts' outcomes, and start what the terminal hooks return for the
-        final ones, in the same transaction. The streams started, for each outcome."""
-        appends = [Append(c.task_id, c.version, events, c.parent_id) for c, events in outcomes]
-        await append_many(session, appends)
-        started: list[list[DueTask]] = []
-        streams: list[NewStream] = []
-        for claim, events in outcomes:
-            final = events[-1]
-            mine: list[DueTask] = []
-            if final.type in TERMINAL_EVENTS:
-                for hook in self._terminal_hooks:
-                    stream = hook(claim, final)
-                    if stream is not None:
-                        streams.append(stream)
-                        mine.append(DueTask(stream[0], stream[1].payload["kind"]))
-            started.append(mine)
-        await start_streams(session, streams)
-        return started
+        return await append_outcomes(session, outcomes, self._terminal_hooks)
 
     # Reading ----------------------------------------------------------------
 
@@ -287,3 +269,16 @@ class TaskStore:
         """Every event filed under the org's task, oldest first; None as ``find_task``."""
         async with session_scope(self.read_sessions) as session:
             return await events_of(session, org_id, task_id)
+
+    async def list_tasks(
+        self, org_id: str, filters: TaskFilters, *, limit: int, after: Position | None = None
+    ) -> TaskPage:
+        """A page of the org's tasks, newest first, deliveries left out (``store.listing``)."""
+        async with session_scope(self.read_sessions) as session:
+            return await list_tasks(session, org_id, filters, limit=limit, after=after)
+
+    async def newest_by_key(self, org_id: str, lowest: str, highest: str) -> KeyedTask | None:
+        """The org's task with the greatest idempotency key in ``[lowest, highest]``
+        (``store.keyed``): a schedule's last slot."""
+        async with session_scope(self.read_sessions) as session:
+            return await newest_by_key(session, org_id, lowest, highest)

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -15,10 +15,16 @@ import structlog
 from reference_app.core.logging import get_logger
 from reference_app.db.engine import SessionFactory
 from reference_app.events.lifecycle import EventType
-from reference_app.events.outcomes import failure_events, success_event
+from reference_app.events.outcomes import (
+    after_cancel_request,
+    cancelled_event,
+    failure_events,
+    success_event,
+)
 from reference_app.events.store import NewEvent
 from reference_app.store import Claim, Lease, Recorded, TaskStore
 from reference_app.tasks.context import Handler, TaskContext
+from reference_app.tasks.deadline import AttemptCancelled, AttemptTimeout, Deadline
 from reference_app.tasks.errors import is_transient
 from reference_app.tasks.lease import leased
 from reference_app.tasks.retry import RetryPolicy
@@ -41,10 +47,15 @@ class Attempt:
     cpu_pool: Executor
     # Called with a retry's delay when one is scheduled, so the sweeper can come back then.
     on_retry_scheduled: Callable[[float], None]
+    # Cancels an attempt at its deadline, and gives up on one that does not stop.
+    deadline: Deadline
 
-    async def run(self, claim: Claim, handler: Handler, policy: RetryPolicy) -> Recorded:
-        """Run ``claim``'s attempt and record its outcome. Cancelled (shutdown), it hands the
-        task back for a retry and re-raises."""
+    async def run(
+        self, claim: Claim, handler: Handler, policy: RetryPolicy, *, deadline_seconds: float
+    ) -> Recorded:
+        """Run ``claim``'s attempt, for at most ``deadline_seconds`` (and the deadline's grace),
+        and record its outcome. Cancelled (shutdown), it hands the task back for a retry and
+        re-raises."""
         ctx = TaskContext(
             task_id=claim.task_id,
             org_id=claim.org_id,
@@ -61,17 +72,38 @@ class Attempt:
             request_id=claim.request_id,
         ):
             log.info("task_started")
-            async with leased(self.store, claim, self.lease):
-                return await self._run_and_record(ctx, claim, handler, policy)
+            # Renewed only while the attempt is within its deadline: a process that is
+            # alive but stuck past it lets the lease lapse, and another takes the task.
+            renew_for = deadline_seconds + self.deadline.grace_seconds
+            cancel = _CancelRequest()
+            async with leased(
+                self.store, claim, self.lease, renew_for=renew_for, on_cancel=cancel.seen
+            ):
+                return await self._run_and_record(
+                    ctx, claim, handler, policy, deadline_seconds, cancel
+                )
 
     async def _run_and_record(
-        self, ctx: TaskContext, claim: Claim, handler: Handler, policy: RetryPolicy
+        self,
+        ctx: TaskContext,
+        claim: Claim,
+        handler: Handler,
+        policy: RetryPolicy,
+        deadline_seconds: float,
+        cancel: _CancelRequest,
     ) -> Recorded:
         started = time.perf_counter()
         try:
-            result = await handler(ctx)
+            result = await self.deadline.run(handler(ctx), deadline_seconds, stop=cancel.event)
+        except AttemptCancelled:
+            assert cancel.version is not None
+            reason = "cancel requested while it ran: the attempt was stopped"
+            event = cancelled_event(attempt=claim.attempt, reason=reason)
+            recorded, _ = await self._record(replace(claim, version=cancel.version), [event])
+            log.warning("task_cancelled", duration_ms=round(_elapsed_ms(started), 3))
+            return recorded
         except asyncio.CancelledError:
-            await self._record_cancelled(claim)
+            await self._record_interrupted(claim)
             raise
         except Exception as exc:
             if is_transient(exc):  # expected now and then: one line, no traceback
@@ -83,7 +115,7 @@ class Attempt:
         success = success_event(
             attempt=claim.attempt, result=result, duration_ms=_elapsed_ms(started)
         )
-        recorded = await self._record(claim, [success])
+        recorded, _ = await self._record(claim, [success])
         log.info("task_succeeded")
         return recorded
 
@@ -96,6 +128,8 @@ class Attempt:
         details: dict[str, Any] = {"duration_ms": round(duration_ms, 3)}
         if isinstance(getattr(exc, "status_code", None), int):
             details["status_code"] = exc.status_code  # type: ignore[attr-defined]
+        if isinstance(exc, AttemptTimeout):
+            details["deadline_seconds"] = exc.deadline_seconds
         events = failure_events(
             attempt=claim.attempt,
             max_attempts=claim.max_attempts,
@@ -105,15 +139,18 @@ class Attempt:
             delay=delay,
             details=details,
         )
-        recorded = await self._record(claim, events)
-        if events[-1].type is EventType.RETRY_SCHEDULED:
+        recorded, written = await self._record(claim, events)
+        final = written[-1].type if written else None
+        if final is EventType.RETRY_SCHEDULED:
             log.warning("retry_scheduled", delay_seconds=round(delay, 3), reason=type(exc).__name__)
             self.on_retry_scheduled(delay)
-        else:
+        elif final is EventType.TASK_CANCELLED:
+            log.warning("task_cancelled", reason="cancel requested while the attempt ran")
+        elif final is EventType.TASK_FAILED:
             log.error("task_failed", reason=type(exc).__name__)
         return recorded
 
-    async def _record_cancelled(self, claim: Claim) -> None:
+    async def _record_interrupted(self, claim: Claim) -> None:
         """Hand an attempt cut by shutdown back for a retry now, not after its lease expires."""
         events = failure_events(
             attempt=claim.attempt,
@@ -129,12 +166,38 @@ class Attempt:
             )
             log.warning("task_interrupted")
 
-    async def _record(self, claim: Claim, events: list[NewEvent]) -> Recorded:
+    async def _record(
+        self, claim: Claim, events: list[NewEvent]
+    ) -> tuple[Recorded, list[NewEvent]]:
+        """Record the attempt's outcome; what was recorded, and the events written (none if
+        superseded)."""
         recorded = await self.store.record_outcome(claim, events)
-        if recorded.superseded:
-            # Our lease expired and another attempt took over: its outcome wins.
-            log.warning("attempt_superseded")
-        return recorded
+        if not recorded.superseded:
+            return recorded, events
+        version = await self.store.cancel_requested(claim, self.lease)
+        if version is not None:
+            # A cancel came while it ran, before a heartbeat saw it: what the attempt did
+            # stands, and a failure is not retried.
+            events = after_cancel_request(events)
+            recorded = await self.store.record_outcome(replace(claim, version=version), events)
+            return recorded, [] if recorded.superseded else events
+        # Our lease expired and another attempt took over: its outcome wins.
+        log.warning("attempt_superseded")
+        return recorded, []
+
+
+class _CancelRequest:
+    """Set by the heartbeat when an operator cancels the task: the version to follow."""
+
+    __slots__ = ("event", "version")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.version: int | None = None
+
+    def seen(self, version: int) -> None:
+        self.version = version
+        self.event.set()
 
 
 def _elapsed_ms(started: float) -> float:

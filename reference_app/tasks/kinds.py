@@ -7,7 +7,8 @@ Work of a CPU-bound kind runs in the process pool, which runs only so many
 jobs at once: more attempts than that would hold slots and leases while they
 queue in the pool, so a CPU-bound kind gets at most the pool's size by default,
 and the rest of its backlog waits in the database, where another process can
-take it. Any kind can set its own ``concurrency``.
+take it. Any kind can set its own ``concurrency``, retry policy and ``timeout``
+(the deadline of each attempt).
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ class TaskKind:
     concurrency: int | None = None
     # The retry policy of this kind; None: the app's (``APP_TASK_*``).
     retry: RetryPolicy | None = None
+    # Seconds an attempt of this kind may run before it is cancelled and recorded as
+    # ``AttemptTimeout``; None: the app's (``APP_TASK_TIMEOUT_SECONDS``).
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"a kind's concurrency is at least 1, not {self.concurrency}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(
+                f"a kind's timeout is a positive number of seconds, not {self.timeout}"
+            )
 
 
 def kinds_of(handlers: Mapping[str, Handler | TaskKind]) -> dict[str, TaskKind]:

@@ -28,6 +28,7 @@ from reference_app.db.engine import SessionFactory
 from reference_app.store import Claim, DueTask, Lease, TaskStore
 from reference_app.tasks.attempt import CANCEL_RECORD_SECONDS, Attempt
 from reference_app.tasks.context import Handler
+from reference_app.tasks.deadline import Deadline
 from reference_app.tasks.kinds import TaskKind, concurrency_limits, kinds_of
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.shield import shielded
@@ -53,6 +54,8 @@ class Worker:
         cpu_slots: int = 1,
         owner: str | None = None,
         policies: Mapping[str, RetryPolicy] | None = None,
+        timeout_seconds: float = 300.0,
+        cancel_grace_seconds: float = 1.0,
     ) -> None:
         self.store = store
         self.kinds = kinds_of(handlers)
@@ -62,6 +65,8 @@ class Worker:
             **dict(policies or {}),
             **{name: kind.retry for name, kind in self.kinds.items() if kind.retry},
         }
+        # Each kind's attempt deadline: its own, else the app's.
+        self.timeouts = {name: kind.timeout or timeout_seconds for name, kind in self.kinds.items()}
         self.capacity = capacity
         # The kinds with a limit of their own; the others share the general slots.
         self.limits = concurrency_limits(self.kinds, cpu_slots=cpu_slots)
@@ -76,6 +81,7 @@ class Worker:
             sessions=sessions,
             cpu_pool=cpu_pool,
             on_retry_scheduled=self._wake_after,
+            deadline=Deadline(grace_seconds=cancel_grace_seconds),
         )
         self._in_flight = 0
         self._in_flight_of: Counter[str] = Counter()
@@ -159,6 +165,7 @@ class Worker:
 
     async def drain(self, grace_seconds: float) -> None:
         """Wait up to ``grace_seconds`` for the attempts it started, then cancel the rest."""
+        self._attempt.deadline.cancel_abandoned()  # already recorded as timed out
         pending = set(self._spawned)
         if not pending:
             return
@@ -174,7 +181,8 @@ class Worker:
     async def _run(self, claim: Claim) -> None:
         kind = self.kinds[claim.kind]
         policy = self.policies.get(claim.kind, self.policy)
-        recorded = await self._attempt.run(claim, kind.handler, policy)
+        timeout = self.timeouts[claim.kind]
+        recorded = await self._attempt.run(claim, kind.handler, policy, deadline_seconds=timeout)
         self.run_soon(recorded.started)  # what its terminal hooks started, if anything
 
     @shielded

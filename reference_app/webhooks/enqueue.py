@@ -19,25 +19,28 @@ WEBHOOK_KIND = "webhook_delivery"
 
 def delivery_hook(*, max_attempts: int) -> TerminalHook:
     """The terminal hook ``main`` registers with the store: a task that ends with a
-    ``webhook_url`` gets a ``task.succeeded`` or ``task.failed`` delivery."""
+    ``webhook_url`` gets a ``task.succeeded``, ``task.failed`` or ``task.cancelled``
+    delivery (a re-driven task gets one more when it ends again)."""
 
     def enqueue_delivery(claim: Claim, final: NewEvent) -> NewStream | None:
         if claim.webhook_url is None:
             return None
-        if final.type is EventType.TASK_SUCCEEDED:
-            return schedule_delivery(
-                claim,
-                status="succeeded",
-                outcome={"result": final.payload["result"]},
-                max_attempts=max_attempts,
-                at=final.at,
-            )
-        error = f"{final.payload['error_type']}: {final.payload['error']}"
+        status, outcome = _outcome_of(final)
         return schedule_delivery(
-            claim, status="failed", outcome={"error": error}, max_attempts=max_attempts, at=final.at
+            claim, status=status, outcome=outcome, max_attempts=max_attempts, at=final.at
         )
 
     return enqueue_delivery
+
+
+def _outcome_of(final: NewEvent) -> tuple[str, dict[str, Any]]:
+    """The message's status, and what it says of the end: the result, the error or why."""
+    p = final.payload
+    if final.type is EventType.TASK_SUCCEEDED:
+        return "succeeded", {"result": p["result"]}
+    if final.type is EventType.TASK_CANCELLED:
+        return "cancelled", {"reason": p["reason"]}
+    return "failed", {"error": f"{p['error_type']}: {p['error']}"}
 
 
 def schedule_delivery(

@@ -17,7 +17,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference_app.api.deps import get_store
-from reference_app.api.routes import health, jobs, tasks
+from reference_app.api.routes import controls, health, jobs, tasks
+from reference_app.api.routes import schedules as schedule_routes
 from reference_app.core.config import Settings
 from reference_app.main import create_app
 from reference_app.store import Submission, TaskStore
@@ -91,7 +92,14 @@ def test_the_floor_serves_the_reference_apps_own_routes_and_swaps_only_the_store
 
     # The very router objects of reference_app.api.routes, so the very endpoint functions:
     # nothing copied, nothing to drift.
-    assert _routers(floor) == _routers(reference) == [health.router, jobs.router, tasks.router]
+    assert _routers(floor) == _routers(reference)
+    assert _routers(reference) == [
+        health.router,
+        jobs.router,
+        tasks.router,
+        controls.router,
+        schedule_routes.router,
+    ]
     endpoints = _endpoints(floor)
     assert endpoints == _endpoints(reference)
     assert endpoints["/process-data", frozenset({"POST"})] is jobs.process_data

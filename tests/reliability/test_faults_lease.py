@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reference_app.events.store import NewEvent
 from reference_app.main import create_app
 from reference_app.store import Recorded
 from reference_app.tasks.attempt import Attempt
@@ -39,7 +40,9 @@ async def test_an_outcome_committed_after_the_lease_does_not_rerun_the_finished_
     real_record = Attempt._record
     commits = 0
 
-    async def slow_first_commit(self: Attempt, claim: Any, events: Any) -> Recorded:
+    async def slow_first_commit(
+        self: Attempt, claim: Any, events: Any
+    ) -> tuple[Recorded, list[NewEvent]]:
         nonlocal commits
         commits += 1
         if commits == 1:

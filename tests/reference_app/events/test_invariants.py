@@ -36,7 +36,7 @@ from tests.reference_app.events.test_projection import (
 )
 
 E = EventType
-DECISIONS = frozenset({E.RETRY_SCHEDULED, E.TASK_FAILED})
+DECISIONS = frozenset({E.RETRY_SCHEDULED, E.TASK_FAILED, E.TASK_CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,8 @@ def _stream_violations(task_id: uuid.UUID, stream: list[LoggedEvent]) -> list[st
         if not _legal(previous, event_type):
             found.append(f"{task_id}: illegal transition {previous} -> {event_type}")
     for i, event_type in enumerate(types[:-1]):
-        if status_after(event_type) in TERMINAL_STATUSES:
+        # Only an operator's re-drive may follow an end.
+        if status_after(event_type) in TERMINAL_STATUSES and types[i + 1] is not E.TASK_REQUEUED:
             found.append(f"{task_id}: {types[i + 1]} after terminal {event_type}")
     for i, event_type in enumerate(types):
         if event_type is E.ATTEMPT_FAILED and (
@@ -149,8 +150,21 @@ GOOD_LOG = logged(
 )
 
 
-def test_the_checker_accepts_a_good_log() -> None:
-    assert log_violations(GOOD_LOG, projected(GOOD_LOG)) == []
+OPERATED_LOG = logged(
+    E.TASK_SCHEDULED,
+    E.TASK_STARTED,
+    E.CANCEL_REQUESTED,
+    E.ATTEMPT_FAILED,
+    E.TASK_CANCELLED,
+    E.TASK_REQUEUED,
+    E.TASK_STARTED,
+    E.TASK_SUCCEEDED,
+)
+
+
+@pytest.mark.parametrize("log", [GOOD_LOG, OPERATED_LOG], ids=["retried", "cancelled_re_driven"])
+def test_the_checker_accepts_a_good_log(log: list[LoggedEvent]) -> None:
+    assert log_violations(log, projected(log)) == []
 
 
 @pytest.mark.parametrize(
@@ -174,6 +188,11 @@ def test_the_checker_accepts_a_good_log() -> None:
             [*logged(E.TASK_SCHEDULED), LoggedEvent(TASK, 2, E.TASK_STARTED, {"attempt": 2})],
             "attempts [2] are not 1..1",
         ),
+        (
+            logged(E.TASK_SCHEDULED, E.TASK_CANCELLED, E.TASK_STARTED),
+            "after terminal task_cancelled",
+        ),
+        (logged(E.TASK_SCHEDULED, E.CANCEL_REQUESTED), "illegal transition"),
     ],
     ids=[
         "no_task_scheduled",
@@ -185,6 +204,8 @@ def test_the_checker_accepts_a_good_log() -> None:
         "attempt_failed_last",
         "attempt_failed_then_started",
         "attempt_numbers_skip",
+        "started_after_cancelled",
+        "cancel_requested_before_a_start",
     ],
 )
 def test_the_checker_rejects_a_bad_log(events: list[LoggedEvent], complaint: str) -> None:

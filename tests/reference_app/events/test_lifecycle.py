@@ -30,6 +30,20 @@ LEGAL_PAIRS: frozenset[tuple[EventType | None, EventType]] = frozenset(
         (E.ATTEMPT_FAILED, E.RETRY_SCHEDULED),
         (E.ATTEMPT_FAILED, E.TASK_FAILED),
         (E.RETRY_SCHEDULED, E.TASK_STARTED),
+        # An operator's cancel: of waiting work at once, of a running attempt by request.
+        (E.TASK_SCHEDULED, E.TASK_CANCELLED),
+        (E.RETRY_SCHEDULED, E.TASK_CANCELLED),
+        (E.TASK_STARTED, E.CANCEL_REQUESTED),
+        (E.CANCEL_REQUESTED, E.TASK_CANCELLED),
+        # The attempt may end on its own before its worker sees the request.
+        (E.CANCEL_REQUESTED, E.TASK_SUCCEEDED),
+        (E.CANCEL_REQUESTED, E.ATTEMPT_FAILED),
+        (E.ATTEMPT_FAILED, E.TASK_CANCELLED),
+        # The re-drive of a dead letter, and what may follow it.
+        (E.TASK_FAILED, E.TASK_REQUEUED),
+        (E.TASK_CANCELLED, E.TASK_REQUEUED),
+        (E.TASK_REQUEUED, E.TASK_STARTED),
+        (E.TASK_REQUEUED, E.TASK_CANCELLED),
     }
 )
 ALL_PAIRS = list(product([None, *EventType], EventType))
@@ -75,8 +89,32 @@ def test_every_other_pair_is_an_illegal_transition(
             E.TASK_STARTED,
             E.TASK_SUCCEEDED,
         ],
+        [E.TASK_SCHEDULED, E.TASK_CANCELLED, E.TASK_REQUEUED, E.TASK_STARTED, E.TASK_SUCCEEDED],
+        [
+            E.TASK_SCHEDULED,
+            E.TASK_STARTED,
+            E.CANCEL_REQUESTED,
+            E.ATTEMPT_FAILED,
+            E.TASK_CANCELLED,
+        ],
+        [
+            E.TASK_SCHEDULED,
+            E.TASK_STARTED,
+            E.ATTEMPT_FAILED,
+            E.TASK_FAILED,
+            E.TASK_REQUEUED,
+            E.TASK_STARTED,
+            E.TASK_SUCCEEDED,
+        ],
     ],
-    ids=["success", "permanent_failure", "two_retries_then_success"],
+    ids=[
+        "success",
+        "permanent_failure",
+        "two_retries_then_success",
+        "cancelled_then_re_driven",
+        "cancel_requested_then_failed",
+        "failed_then_re_driven",
+    ],
 )
 def test_a_whole_legal_stream_is_a_legal_sequence_from_empty(stream: list[EventType]) -> None:
     check_sequence(None, stream)
@@ -91,6 +129,9 @@ def test_a_whole_legal_stream_is_a_legal_sequence_from_empty(stream: list[EventT
         [E.TASK_SCHEDULED, E.TASK_STARTED, E.ATTEMPT_FAILED, E.TASK_FAILED, E.TASK_STARTED],
         [E.TASK_SCHEDULED, E.TASK_STARTED, E.ATTEMPT_FAILED, E.TASK_STARTED, E.TASK_SUCCEEDED],
         [E.TASK_SCHEDULED, E.TASK_SCHEDULED],
+        [E.TASK_SCHEDULED, E.TASK_STARTED, E.TASK_SUCCEEDED, E.TASK_REQUEUED],
+        [E.TASK_SCHEDULED, E.CANCEL_REQUESTED],
+        [E.TASK_SCHEDULED, E.TASK_CANCELLED, E.TASK_STARTED],
     ],
     ids=[
         "no_scheduled_first",
@@ -99,6 +140,9 @@ def test_a_whole_legal_stream_is_a_legal_sequence_from_empty(stream: list[EventT
         "restart_after_failure",
         "attempt_failed_without_decision",
         "scheduled_twice",
+        "re_drive_after_success",
+        "cancel_request_of_waiting_work",
+        "start_after_cancel",
     ],
 )
 def test_an_illegal_step_anywhere_in_a_stream_is_refused(stream: list[EventType]) -> None:
@@ -121,7 +165,7 @@ def test_attempt_failed_may_not_end_a_batch(batch: list[EventType]) -> None:
         check_batch(batch)
 
 
-@pytest.mark.parametrize("decision", [E.RETRY_SCHEDULED, E.TASK_FAILED])
+@pytest.mark.parametrize("decision", [E.RETRY_SCHEDULED, E.TASK_FAILED, E.TASK_CANCELLED])
 def test_attempt_failed_is_committable_together_with_its_decision(decision: EventType) -> None:
     check_sequence(E.TASK_STARTED, [E.ATTEMPT_FAILED, decision])
 
@@ -145,6 +189,9 @@ def test_a_batch_out_of_order_is_refused_even_when_its_first_event_fits() -> Non
         (E.RETRY_SCHEDULED, S.RETRYING),
         (E.TASK_SUCCEEDED, S.SUCCEEDED),
         (E.TASK_FAILED, S.FAILED),
+        (E.CANCEL_REQUESTED, S.CANCELLING),
+        (E.TASK_CANCELLED, S.CANCELLED),
+        (E.TASK_REQUEUED, S.SCHEDULED),
     ],
 )
 def test_status_after_names_the_status_each_event_leaves(
@@ -158,11 +205,14 @@ def test_status_after_names_the_status_each_event_leaves(
     [
         (E.TASK_SCHEDULED, set()),
         (E.TASK_STARTED, {S.SCHEDULED, S.RETRYING}),
-        (E.ATTEMPT_FAILED, {S.RUNNING}),
-        (E.TASK_SUCCEEDED, {S.RUNNING}),
+        (E.ATTEMPT_FAILED, {S.RUNNING, S.CANCELLING}),
+        (E.TASK_SUCCEEDED, {S.RUNNING, S.CANCELLING}),
         # Only ever appended behind attempt_failed, which no stored status ends on.
         (E.RETRY_SCHEDULED, set()),
         (E.TASK_FAILED, set()),
+        (E.CANCEL_REQUESTED, {S.RUNNING}),
+        (E.TASK_CANCELLED, {S.SCHEDULED, S.RETRYING, S.CANCELLING}),
+        (E.TASK_REQUEUED, {S.FAILED, S.CANCELLED}),
     ],
 )
 def test_statuses_before_names_the_stored_statuses_a_batch_may_start_from(
@@ -171,13 +221,17 @@ def test_statuses_before_names_the_stored_statuses_a_batch_may_start_from(
     assert statuses_before(first) == statuses
 
 
-def test_the_terminal_statuses_are_succeeded_and_failed() -> None:
-    assert {S.SUCCEEDED, S.FAILED} == TERMINAL_STATUSES
+def test_the_terminal_statuses_are_succeeded_failed_and_cancelled() -> None:
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == TERMINAL_STATUSES
 
 
-@pytest.mark.parametrize("event_type", list(EventType))
+@pytest.mark.parametrize("event_type", [e for e in EventType if e is not E.TASK_REQUEUED])
 def test_no_batch_may_start_from_a_terminal_status(event_type: EventType) -> None:
     assert not statuses_before(event_type) & TERMINAL_STATUSES
+
+
+def test_only_the_re_drive_leaves_a_terminal_status_and_never_a_success() -> None:
+    assert statuses_before(E.TASK_REQUEUED) == {S.FAILED, S.CANCELLED}
 
 
 @pytest.mark.parametrize(

@@ -179,8 +179,14 @@ def test_a_retried_success_folds_into_its_final_row() -> None:
     assert (row["started_at"], row["finished_at"], row["updated_at"]) == (at(3), at(4), at(4))
     assert (row["run_after"], row["lease_owner"], row["lease_expires_at"]) == (None, None, None)
     assert row["created_at"] == at(0)
-    # The error of a failed attempt stays visible after a later attempt succeeds.
-    assert row["last_error"] == "TimeoutError: slow"
+    # A success clears the failed attempt's error; the log keeps it (attempt_failed).
+    assert row["last_error"] is None
+
+
+def test_task_succeeded_clears_last_error() -> None:
+    event = RecordedEvent(E.TASK_SUCCEEDED, 4, {"attempt": 2, "result": {}}, at(3))
+
+    assert changes_for(event)["last_error"] is None
 
 
 def test_a_permanent_failure_folds_into_a_failed_row() -> None:
@@ -267,7 +273,36 @@ async def run_realistic_mix(client: httpx.AsyncClient) -> dict[str, str]:
     task_ids = {response.json()["task_id"] for response in responses}
     assert len(task_ids) == len(requests) - 1, "the replayed key makes no second task"
     finals = [await wait_for_status(client, t, "succeeded", "failed") for t in sorted(task_ids)]
-    return {body["task_id"]: body["status"] for body in finals}
+    by_id = {body["task_id"]: body["status"] for body in finals}
+    return by_id | await _operator_actions(client, by_id)
+
+
+async def _operator_actions(client: httpx.AsyncClient, finals: dict[str, str]) -> dict[str, str]:
+    """Then what an operator does: cancel a delayed task and a running one, and re-drive a
+    failed import (its file is still missing, so it fails again)."""
+    delayed = await client.post("/process-data", json={"data": {"c": 1}, "delay_seconds": 3600})
+    delayed_id = delayed.json()["task_id"]
+    assert (await client.post(f"/tasks/{delayed_id}/cancel")).status_code == 200
+    # Over ASGI the POST returns once its background task ends: send it, find it running.
+    posting = asyncio.create_task(
+        client.post("/process-data", json={"data": {"r": 1}, "io_ms": 5000})
+    )
+    async with asyncio.timeout(15):
+        while True:
+            running = (await client.get("/tasks?status=running")).json()["items"]
+            if running:
+                break
+            await asyncio.sleep(0.02)
+    running_id = running[0]["task_id"]
+    assert (await client.post(f"/tasks/{running_id}/cancel")).status_code == 202
+    await asyncio.wait_for(posting, 15)
+    failed = [t for t, status in sorted(finals.items()) if status == "failed"]
+    kinds = {t: (await client.get(f"/tasks/{t}")).json()["kind"] for t in failed}
+    failed_import = next(t for t in failed if kinds[t] == "import_contacts")
+    assert (await client.post(f"/tasks/{failed_import}/retry")).status_code == 202
+    ids = [delayed_id, running_id, failed_import]
+    ended = [await wait_for_status(client, t, "failed", "cancelled") for t in ids]
+    return {body["task_id"]: body["status"] for body in ended}
 
 
 def comparable(row: dict[str, Any]) -> dict[str, Any]:
@@ -291,9 +326,13 @@ async def test_the_realistic_mix_reaches_every_kind_of_outcome(
     rows = await live_rows(sessions)
 
     assert sorted(finished_mix.values()).count("failed") == 3
+    assert sorted(finished_mix.values()).count("cancelled") == 2
     assert {(r["kind"], r["status"], r["attempts"]) for r in rows.values()} == {
         ("import_contacts", "succeeded", 1),
         ("import_contacts", "failed", 1),
+        ("import_contacts", "failed", 2),  # re-driven, and failed again
+        ("process_data", "cancelled", 0),  # while it waited
+        ("process_data", "cancelled", 1),  # while it ran
         ("send_notification", "succeeded", 1),
         ("send_notification", "succeeded", 2),
         ("send_notification", "failed", MAX_ATTEMPTS),
@@ -312,6 +351,23 @@ async def test_the_fold_of_the_log_equals_the_live_projection(
     for task_id, row in live.items():
         assert set(computed[task_id]) == set(COLUMNS)
         assert comparable(computed[task_id]) == comparable(row), task_id
+
+
+async def test_a_success_after_a_failed_attempt_shows_no_error_but_the_log_keeps_it(
+    finished_mix: dict[str, str], client: httpx.AsyncClient
+) -> None:
+    succeeded = [t for t, status in finished_mix.items() if status == "succeeded"]
+    views = [(await client.get(f"/tasks/{t}")).json() for t in succeeded]
+    retried = [view for view in views if view["attempts"] == 2]
+    assert len(retried) == 2  # "flaky once" and "flaky again"
+
+    for view in retried:
+        events = (await client.get(f"/tasks/{view['task_id']}/events")).json()
+        failed = [e["payload"] for e in events if e["type"] == "attempt_failed"]
+        assert view["last_error"] is None
+        assert [(p["attempt"], p["error_type"], p["error"]) for p in failed] == [
+            (1, "TransientError", "smtp server busy")
+        ]
 
 
 async def test_the_fold_matches_a_task_still_running_except_its_heartbeat(
@@ -427,3 +483,6 @@ async def test_the_rebuild_projection_command_restores_the_live_rows(
         out.decode().strip() == f"rebuilt the projection of {len(before)} tasks from the event log"
     )
     assert await live_rows(sessions) == before
+    # Retried successes among them: the rebuild, too, shows no error on a success.
+    assert any(r["status"] == "succeeded" and r["attempts"] == 2 for r in before.values())
+    assert {r["last_error"] for r in before.values() if r["status"] == "succeeded"} == {None}

@@ -25,7 +25,8 @@ from reference_app.events.lifecycle import EventType
 from reference_app.events.store import NewEvent
 from reference_app.store import Claim, DueTask, Lease, Recorded, TaskStore
 from reference_app.tasks.attempt import Attempt
-from reference_app.tasks.context import TaskContext
+from reference_app.tasks.context import Handler, TaskContext
+from reference_app.tasks.deadline import Deadline
 from reference_app.tasks.errors import PermanentError, TransientError
 from reference_app.tasks.retry import RetryPolicy
 from tests.conftest import make_settings, wait_for_status
@@ -207,6 +208,15 @@ class Direct:
         assert claim is not None
         return claim
 
+    async def run(
+        self, claim: Claim, handler: Handler, policy: RetryPolicy, *, deadline: float = 60.0
+    ) -> Recorded:
+        return await self.attempt.run(claim, handler, policy, deadline_seconds=deadline)
+
+
+GRACE = 0.2
+"""The deadline's grace in these tests: how long a cancelled attempt may take to unwind."""
+
 
 @asynccontextmanager
 async def direct(sessions: SessionFactory, **store_options: Any) -> AsyncIterator[Direct]:
@@ -220,6 +230,7 @@ async def direct(sessions: SessionFactory, **store_options: Any) -> AsyncIterato
             sessions=sessions,
             cpu_pool=pool,
             on_retry_scheduled=retries.append,
+            deadline=Deadline(grace_seconds=GRACE),
         )
         try:
             yield Direct(store, attempt, lease, retries)
@@ -244,7 +255,7 @@ async def test_a_success_is_recorded_with_the_result_and_schedules_no_retry(
 
     async with direct(sessions) as d:
         claim = await d.claim(task_id)
-        recorded = await d.attempt.run(claim, Attempts(failures=0), POLICY)
+        recorded = await d.run(claim, Attempts(failures=0), POLICY)
 
     assert recorded == Recorded(superseded=False, started=[])
     assert d.retries == []
@@ -262,7 +273,7 @@ async def test_a_retry_is_scheduled_with_the_policy_delay_and_reported(
 
     async with direct(sessions) as d:
         claim = await d.claim(task_id)
-        recorded = await d.attempt.run(claim, Attempts(failures=1, error=Busy("busy")), POLICY)
+        recorded = await d.run(claim, Attempts(failures=1, error=Busy("busy")), POLICY)
 
     assert recorded is not None
     assert not recorded.superseded
@@ -287,7 +298,7 @@ async def test_a_permanent_failure_fails_the_task_and_schedules_no_retry(
 
     async with direct(sessions) as d:
         claim = await d.claim(task_id)
-        await d.attempt.run(claim, Attempts(failures=1, error=PermanentError("x" * 900)), POLICY)
+        await d.run(claim, Attempts(failures=1, error=PermanentError("x" * 900)), POLICY)
 
     assert d.retries == []
     events = await stream(sessions, task_id)
@@ -307,7 +318,7 @@ async def test_a_transient_failure_on_the_last_attempt_fails_the_task(
             claim = await d.store.claim(task_id, d.lease)
             if claim is None:  # retrying, not scheduled: what a sweep claims
                 (claim,) = await d.store.claim_due(1, d.lease)
-            await d.attempt.run(claim, handler, RetryPolicy(3, 0.0, 0.0))
+            await d.run(claim, handler, RetryPolicy(3, 0.0, 0.0))
 
     assert d.retries == [0.0, 0.0]
     assert types_of(await stream(sessions, task_id))[-1] == "task_failed"
@@ -328,7 +339,7 @@ async def test_a_cancelled_attempt_hands_the_task_back_and_reraises(
     async with direct(sessions) as d:
         claim = await d.claim(task_id)
         with capture_logs() as logs:
-            running = asyncio.create_task(d.attempt.run(claim, hang, POLICY))
+            running = asyncio.create_task(d.run(claim, hang, POLICY))
             async with asyncio.timeout(WAIT):
                 await started.wait()
             running.cancel()
@@ -357,7 +368,7 @@ async def test_an_attempt_whose_lease_was_taken_over_is_superseded_and_records_n
     async with direct(sessions) as d:
         claim = await d.claim(task_id)
         with capture_logs() as logs:
-            running = asyncio.create_task(d.attempt.run(claim, slow, POLICY))
+            running = asyncio.create_task(d.run(claim, slow, POLICY))
             async with asyncio.timeout(WAIT):
                 await body_started.wait()
             # Meanwhile the sweeper decided this process died and another attempt ran.
@@ -386,7 +397,7 @@ async def test_the_outcome_reports_the_streams_the_terminal_hooks_started(
     task_id = await schedule(sessions)
     async with direct(sessions, terminal_hooks=[follow_ups]) as d:
         claim = await d.claim(task_id)
-        recorded = await d.attempt.run(claim, Attempts(failures=0), POLICY)
+        recorded = await d.run(claim, Attempts(failures=0), POLICY)
 
     (follow_up,) = follow_ups.started
     assert recorded == Recorded(superseded=False, started=[DueTask(follow_up, "follow_up")])
@@ -401,3 +412,66 @@ async def _expire_lease(sessions: SessionFactory, task_id: uuid.UUID) -> None:
             .where(Task.id == task_id)
             .values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
+
+
+async def test_an_attempt_that_ignores_its_deadline_is_recorded_as_timed_out_and_its_late_result_discarded(  # noqa: E501
+    sessions: SessionFactory,
+) -> None:
+    task_id = await schedule(sessions)
+    carry_on = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def stubborn(ctx: TaskContext) -> dict[str, Any]:
+        try:
+            while True:
+                try:
+                    await carry_on.wait()
+                    return {"late": True}
+                except asyncio.CancelledError:
+                    continue  # ignores cancellation
+        finally:
+            ended.set()
+
+    async with direct(sessions) as d:
+        claim = await d.claim(task_id)
+        with capture_logs() as logs:
+            recorded = await d.run(claim, stubborn, POLICY, deadline=0.05)
+            carry_on.set()
+            await asyncio.wait_for(ended.wait(), WAIT)
+            await asyncio.sleep(0)  # let the abandoned task's end be logged
+
+    assert recorded == Recorded(superseded=False, started=[])
+    assert len(d.retries) == 1
+    assert 0.0 <= d.retries[0] <= 60.0  # full jitter, capped
+    events = await stream(sessions, task_id)
+    assert types_of(events)[2:] == ["attempt_failed", "retry_scheduled"]  # no late success
+    assert events[2].payload["error_type"] == "AttemptTimeout"
+    seen = [e["event"] for e in logs]
+    assert seen.index("attempt_overdue") < seen.index("abandoned_attempt_ended")
+    assert (await load(sessions, task_id)).status == "retrying"
+
+
+async def test_a_cancel_requested_before_a_heartbeat_saw_it_turns_a_failure_into_the_cancel(
+    sessions: SessionFactory,
+) -> None:
+    task_id = await schedule(sessions)
+    body_started, finish = asyncio.Event(), asyncio.Event()
+
+    async def flaky(ctx: TaskContext) -> dict[str, Any]:
+        body_started.set()
+        await finish.wait()
+        raise TransientError("busy")
+
+    async with direct(sessions) as d:  # a 30 s lease: no heartbeat runs during the test
+        claim = await d.claim(task_id)
+        running = asyncio.create_task(d.run(claim, flaky, POLICY))
+        await asyncio.wait_for(body_started.wait(), WAIT)
+        await d.store.cancel("org-a", task_id, by="alice")
+        finish.set()
+        recorded = await asyncio.wait_for(running, WAIT)
+
+    assert not recorded.superseded
+    assert d.retries == []  # no retry after a cancel
+    events = await stream(sessions, task_id)
+    assert types_of(events)[2:] == ["cancel_requested", "attempt_failed", "task_cancelled"]
+    assert (await load(sessions, task_id)).status == "cancelled"

@@ -156,3 +156,25 @@ async def test_a_renewal_that_hangs_is_cancelled_when_the_block_ends(
     await asyncio.wait_for(block(), WAIT)
 
     await wait_until(lambda: heartbeats(claim.task_id) == [])
+
+
+async def test_past_its_deadline_the_lease_is_left_to_lapse_and_another_process_takes_over(
+    sessions: SessionFactory,
+) -> None:
+    # A process alive but stuck past the attempt's deadline stops renewing: the lease
+    # lapses while the block still runs, and the sweep of any process recovers the task.
+    store = TaskStore(sessions, max_attempts=3, group_commit=False)
+    claim = await claimed(sessions, store)
+
+    with capture_logs() as logs:
+        async with leased(store, claim, LEASE, renew_for=LEASE.seconds / 2):
+            await wait_until(lambda: heartbeats(claim.task_id) == [], WAIT)
+            recovered: list[uuid.UUID] = []
+            async with asyncio.timeout(WAIT):
+                while not recovered:
+                    recovered = (await store.recover_expired_leases()).recovered
+                    await asyncio.sleep(0.05)
+
+    assert "lease_left_to_lapse" in [e["event"] for e in logs]
+    assert recovered == [claim.task_id]
+    assert (await load(sessions, claim.task_id)).status == "retrying"

@@ -8,13 +8,15 @@ lease heartbeat in test_lease.py; the store's statements in store/test_task_stor
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, cast
 
 from reference_app.db.engine import SessionFactory
 from reference_app.store import DueTask, TaskStore
-from reference_app.tasks.context import TaskContext
+from reference_app.tasks.context import Handler, TaskContext
+from reference_app.tasks.kinds import TaskKind
 from reference_app.tasks.retry import RetryPolicy
 from reference_app.tasks.worker import Worker
 from tests.conftest import make_settings, wait_for_status
@@ -383,3 +385,65 @@ async def test_an_outcome_that_starts_a_stream_runs_it_on_a_free_slot(
         await w.worker.drain(WAIT)
 
     assert (await load(sessions, follow_up_id)).status == "succeeded"
+
+
+# Deadlines ---------------------------------------------------------------------------------
+
+
+async def test_a_hung_attempt_frees_its_slot_at_the_deadline_while_its_thread_still_runs(
+    sessions: SessionFactory,
+) -> None:
+    # One slot; the first task blocks a thread far past its kind's deadline. The slot is
+    # free again once the deadline (and the grace) pass, so the second task runs, and
+    # finishes, while the first one's thread is still blocked.
+    release, finished = threading.Event(), threading.Event()
+
+    def block() -> None:
+        release.wait(WAIT)
+        finished.set()
+
+    async def hung(ctx: TaskContext) -> dict[str, Any]:
+        await asyncio.to_thread(block)
+        return {"late": True}
+
+    quick = Attempts(failures=0)
+    kinds: dict[str, Handler | TaskKind] = {"hung": TaskKind(hung, timeout=0.2), "quick": quick}
+    first = await schedule(sessions, kind="hung")
+    second = await schedule(sessions, kind="quick")
+    try:
+        async with working(
+            sessions, quick, capacity=1, kinds=(), more_kinds=kinds, cancel_grace_seconds=0.1
+        ) as w:
+            await asyncio.wait_for(w.worker.submit(task_id=first, kind="hung"), WAIT)
+            assert w.worker.free_slots == 1
+            await asyncio.wait_for(w.worker.submit(task_id=second, kind="quick"), WAIT)
+            assert not finished.is_set()  # the hung thread outlived its attempt
+    finally:
+        release.set()
+
+    assert (await load(sessions, second)).status == "succeeded"
+    task = await load(sessions, first)
+    assert task.status == "retrying"  # transient: the retry policy decides what follows
+    failed = (await stream(sessions, first))[2]
+    assert failed.type == "attempt_failed"
+    assert failed.payload["error_type"] == "AttemptTimeout"
+    assert (failed.payload["transient"], failed.payload["deadline_seconds"]) == (True, 0.2)
+
+
+async def test_the_app_deadline_applies_to_kinds_without_their_own(
+    sessions: SessionFactory,
+) -> None:
+    async def hang(ctx: TaskContext) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    task_id = await schedule(sessions)
+    async with working(sessions, hang, timeout_seconds=0.1, cancel_grace_seconds=0.1) as w:
+        assert w.worker.timeouts["process_data"] == 0.1
+        await asyncio.wait_for(w.worker.submit(task_id=task_id, kind="process_data"), WAIT)
+
+    failed = (await stream(sessions, task_id))[2]
+    assert (failed.payload["error_type"], failed.payload["deadline_seconds"]) == (
+        "AttemptTimeout",
+        0.1,
+    )
