@@ -12,7 +12,9 @@ which cannot keep 50 connections busy on two cores.
    task runs too; after each load, a bounded wait for the backlog, and the event log's
    word that every 202 became a task that finished. After the fixed-rate run, the
    bench process commits one row at a time at the same rate on the app's database and
-   engine (``_commit_alone``): what the database alone adds to a durable 202.
+   engine (``_commit_alone``): what the database alone adds to a durable 202. Then the
+   same fixed rate twice more with a /health probe beside it, without and with a 1 Hz
+   ``GET /metrics`` scrape (``<backend>/scrape-none``, ``scrape-1hz``: ``_accept_scrape``).
 
 Each of them: closed loop (C connections back to back) and fixed rate (R/s, open model).
 Then, on the reference app:
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._accept_loads import closed_loop, fixed_rate, process_data
+from benchmarks._accept_scrape import SCRAPE_RUNS, scrape_run
 from benchmarks._apps import App, floor_app, plain_app, reference_app, wait_for_quiet
 from benchmarks._commit_alone import commit_alone
 from benchmarks._finish import RAMP_SECONDS, accounted, drain_rate, rate_between, succeeded_times
@@ -44,7 +47,7 @@ from benchmarks._plan import BenchSettings
 __all__ = ["BASELINES", "accept_ids", "estimate", "one_line", "run_accept_group"]
 
 BASELINES = ("plain", "floor", "floor-state")
-DURABLE = ("accept-closed", "accept-fixed", "finished-work", "overload")
+DURABLE = ("accept-closed", "accept-fixed", *SCRAPE_RUNS, "finished-work", "overload")
 WARM_SECONDS = 1.0
 PREFILL_RATE = 2000.0
 """The overload's backlog is sent at up to this rate: as fast as the server takes it."""
@@ -82,6 +85,8 @@ def estimate(settings: BenchSettings) -> float:
     for run in ids:
         if run.endswith("accept-closed"):
             seconds += two_loads + 4
+        elif run.endswith(SCRAPE_RUNS):
+            seconds += settings.accept_seconds + 2
         elif run.endswith("finished-work"):
             seconds += settings.finish_seconds * 2.5
         elif run.endswith("overload"):
@@ -132,6 +137,8 @@ def _one(run_id: str, app: App, s: BenchSettings) -> dict[str, Any]:
             result = _finished_work(app, s)
         elif key == "overload":
             result = _overload(app, s)
+        elif key in SCRAPE_RUNS:
+            result = _scraped(app, s, scrape=key == "scrape-1hz")
         else:
             result = _accept(app, s, closed=key == "accept-closed")
     except Exception as exc:  # this run broke; the next may not
@@ -164,6 +171,13 @@ def _accept(app: App, s: BenchSettings, *, closed: bool) -> dict[str, Any]:
     if not closed and app.database_url is not None:  # the commit alone, at the same rate
         result |= commit_alone(app.database_url, rate=s.accept_rate, seconds=s.accept_seconds / 2)
     return result
+
+
+def _scraped(app: App, s: BenchSettings, *, scrape: bool) -> dict[str, Any]:
+    launched = time.time()
+    seen = scrape_run(app.server.port, s, scrape=scrape, watch_pid=app.server.pid)
+    tasks, drain = _drained(app, s, launched, seen)
+    return seen | {"drain_s": drain, "tasks": accounted(tasks, seen["accepted"])}
 
 
 def _drained(
@@ -241,6 +255,8 @@ def one_line(run: dict[str, Any]) -> str:
     if run.get("error"):
         return f"ERROR {run['error'][:300]}"
     parts = [f"{run['accepted_per_s']} 202/s", f"p95 {run['p95_ms']} ms"]
+    if "health_p99_ms" in run:
+        parts.append(f"/health p99 {run['health_p99_ms']} ms, {run['scrapes']} scrapes")
     if "finished_during_per_s" in run:
         parts.append(f"finished {run['finished_during_per_s']}/s during, "
                      f"{run['finished_after_per_s']}/s after")  # fmt: skip

@@ -39,6 +39,7 @@ from reference_app.store import (
     Controlled,
     Lease,
     Position,
+    QueueState,
     Recorded,
     Recovered,
     Submission,
@@ -49,6 +50,7 @@ from reference_app.store import (
     TerminalHook,
 )
 from reference_app.store.keyed import KeyedTask
+from reference_app.store.queue_state import LIVE_STATUSES
 
 __all__ = ["NoopStore", "app", "create_floor_app", "create_state_floor_app", "state_app"]
 
@@ -126,6 +128,11 @@ class NoopStore:
 
     async def recover_expired_leases(self) -> Recovered:
         raise _no_work()
+
+    async def queue_state(self) -> QueueState:
+        """Nothing is ever kept, so nothing waits (what a /metrics scrape of the floor reads)."""
+        counts = dict.fromkeys((status.value for status in LIVE_STATUSES), 0)
+        return QueueState(by_status=counts, oldest_due=None, now=utcnow())
 
 
 def _no_work() -> NotImplementedError:

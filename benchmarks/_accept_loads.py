@@ -9,6 +9,7 @@ the same bytes for every app: ``POST /process-data`` with the reference app's bo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks._loadgen import LoadResult, RequestSpec, Stream, run_load
@@ -99,9 +100,15 @@ def fixed_rate(
     connections: int | None = None,
     from_intended: bool = True,
     watch_pid: int | None = None,
+    beside: Sequence[Stream] = (),
 ) -> dict[str, Any]:
-    """``rate`` requests a second for ``seconds`` (``rate * seconds`` in all); what they saw."""
+    """``rate`` requests a second for ``seconds`` (``rate * seconds`` in all); what they saw.
+    ``beside``: other streams sent meanwhile from the same process (a probe, a scraper), each
+    summarised under ``"beside"`` by its name."""
     conns = connections or fixed_rate_connections(rate)
     stream = Stream("post", request, conns, rate=rate, from_intended=from_intended)
-    result = run_load(port, [(stream,)], duration=seconds, watch_pid=watch_pid)
-    return {"model": "open", "rate": rate, "connections": conns, **_seen(result, seconds)}
+    result = run_load(port, [(stream, *beside)], duration=seconds, watch_pid=watch_pid)
+    seen = {"model": "open", "rate": rate, "connections": conns, **_seen(result, seconds)}
+    if beside:
+        seen["beside"] = {b.name: result.samples[b.name].summary(seconds) for b in beside}
+    return seen

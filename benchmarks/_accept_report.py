@@ -121,8 +121,27 @@ def evaluate_accept_targets(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 OVERLOAD_VS_UNLOADED,
             ),
             _every_202_finished(b, by_id),
+            _scrape_cost(b, by_id, "health_p99_ms", "/health p99"),
+            _scrape_cost(b, by_id, "p99_ms", "202 p99"),
         ]
     return [*targets, override]
+
+
+def _scrape_cost(backend: str, by_id: Mapping[str, Run], key: str, what: str) -> dict[str, Any]:
+    """What a 1 Hz /metrics scrape costs (``_accept_scrape``): the same load with and without it."""
+    rate = _value(by_id, f"{backend}/scrape-none", "rate")
+    at = f"{rate:g}/s" if rate else "a fixed rate"
+    row = _target(
+        f"{backend}_scrape_{key.removesuffix('_ms')}",
+        f"{backend}: {what} with a 1 Hz GET /metrics scrape / without (ms), under {at} of 202s "
+        "(info: what the scrape costs)",
+        _value(by_id, f"{backend}/scrape-1hz", key),
+        _value(by_id, f"{backend}/scrape-none", key),
+        "<=",
+        1.0,
+    )
+    row["target"], row["met"] = "none, a measurement", None
+    return row
 
 
 def _commit_alone_vs_floor(backend: str, by_id: Mapping[str, Run], at: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from benchmarks._plan import BenchSettings
 from reference_app.testing import LiveServer, start_server
 
 __all__ = [
+    "METRICS_TOKEN",
     "App",
     "StatsPoller",
     "floor_app",
@@ -47,6 +48,9 @@ FLOOR_APP = "benchmarks._accept_floor:app"
 FLOOR_STATE_APP = "benchmarks._accept_floor:state_app"
 UVICORN_ARGS = ("--no-access-log", "--timeout-graceful-shutdown", "10")
 API_KEY = "demo-key-org-a"
+METRICS_TOKEN = "bench-metrics-token-0123456789"  # noqa: S105 - a local bench run's
+"""The bench's reference app serves /metrics, as a production one would: its recording is in
+every durable run, and the scrape runs (``_accept_scrape``) read it with this."""
 
 
 @dataclass
@@ -95,7 +99,9 @@ def reference_app(
         receiver = stack.enter_context(
             _server(RECEIVER_APP, {"BENCH_RECEIVER_DELAY_MS": "20"}, logs / "receiver.log")
         )
-        env = _app_env(APP_DATABASE_URL=url, APP_WEBHOOK_ALLOW="127.0.0.1")
+        env = _app_env(
+            APP_DATABASE_URL=url, APP_WEBHOOK_ALLOW="127.0.0.1", APP_METRICS_TOKEN=METRICS_TOKEN
+        )
         server = stack.enter_context(
             _server(REFERENCE_APP, env, logs / (log_name or f"{target}.server.log"))
         )

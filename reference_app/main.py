@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from reference_app.api.routes import controls, health, jobs, tasks
+from reference_app.api.routes import metrics as metrics_routes
 from reference_app.api.routes import schedules as schedule_routes
 from reference_app.core.body_limit import BodyLimitMiddleware
 from reference_app.core.clock import utcnow
@@ -23,6 +24,7 @@ from reference_app.core.request_id import RequestIdMiddleware
 from reference_app.db.engine import create_engine, create_read_engine, create_session_factory
 from reference_app.db.migrate import upgrade_database
 from reference_app.db.schema import require_current_schema
+from reference_app.metrics import AcceptTimer, Metrics
 from reference_app.store import TaskStore
 from reference_app.tasks.context import Handler
 from reference_app.tasks.handlers import HANDLERS, SCHEDULES, example_schedule
@@ -57,6 +59,10 @@ def create_app(
     (beside ``SCHEDULES``) and the clock that decides when work is due."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.api_keys)
+    # Off (nothing recorded, /metrics not mounted) unless a scraper's token is set.
+    metrics = None
+    if settings.metrics_token is not None:
+        metrics = Metrics.from_settings(settings, webhook_kind=WEBHOOK_KIND)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +96,7 @@ def create_app(
             clock=clock,
             # The webhooks package's side effect of a task's end, in the same transaction.
             terminal_hooks=[delivery_hook(max_attempts=webhook_policy.max_attempts)],
+            observers=[metrics.recorder] if metrics else (),
         )
         # spawn, not fork: forking a process that runs an event loop and holds sockets is unsafe.
         cpu_pool = ProcessPoolExecutor(
@@ -130,7 +137,12 @@ def create_app(
             timeout_seconds=settings.task_timeout_seconds,
             cancel_grace_seconds=settings.task_cancel_grace_seconds,
         )
-        sweeper = Sweeper(store, worker, interval=settings.sweep_interval_seconds)
+        sweeper = Sweeper(
+            store,
+            worker,
+            interval=settings.sweep_interval_seconds,
+            on_pass=metrics.sweeper_hook(worker) if metrics else None,
+        )
         example = settings.example_schedule_seconds
         scheduler = Scheduler(
             store,
@@ -172,6 +184,8 @@ def create_app(
             await engine.dispose()
             if read_engine is not None:
                 await read_engine.dispose()
+            if metrics is not None:
+                metrics.close()
             log.info("app_stopped")
 
     app = FastAPI(
@@ -180,10 +194,13 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    install_error_handlers(app)
+    app.state.settings, app.state.metrics = settings, metrics
+    install_error_handlers(app, on_outage=metrics.recorder.database_outage if metrics else None)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    if metrics is not None:
+        app.add_middleware(AcceptTimer, recorder=metrics.recorder)  # outermost: times it all
+        app.include_router(metrics_routes.router)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)

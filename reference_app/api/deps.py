@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference_app.core.config import Principal, Settings
+from reference_app.metrics import Metrics
 from reference_app.store import TaskStore
 from reference_app.tasks.scheduler import Scheduler
 from reference_app.tasks.worker import Worker
@@ -25,6 +26,7 @@ __all__ = [
     "CurrentUser",
     "IdempotencyKey",
     "JsonCaller",
+    "MetricsDep",
     "SchedulerDep",
     "SessionDep",
     "SettingsDep",
@@ -32,6 +34,7 @@ __all__ = [
     "WorkerDep",
     "get_current_user",
     "get_json_caller",
+    "get_metrics",
     "get_scheduler",
     "get_settings_from_app",
     "get_store",
@@ -83,6 +86,15 @@ async def get_scheduler(request: Request) -> Scheduler:
 
 
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+
+
+async def get_metrics(request: Request) -> Metrics:
+    """The app's metrics (set when ``APP_METRICS_TOKEN`` is, the only case /metrics is served)."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 BearerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 

@@ -10,7 +10,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reference_app.core.whsec import decode_secret
 
-__all__ = ["DEMO_API_KEYS", "DEMO_WEBHOOK_SECRET", "Principal", "Settings", "get_settings"]
+__all__ = [
+    "DEMO_API_KEYS",
+    "DEMO_WEBHOOK_SECRET",
+    "METRICS_TOKEN_MIN_LENGTH",
+    "Principal",
+    "Settings",
+    "get_settings",
+]
 
 
 class Principal(BaseModel):
@@ -27,6 +34,9 @@ DEMO_API_KEYS: dict[str, Principal] = {
     "demo-key-org-b": Principal(user_id="bob", org_id="org-b"),
 }
 
+
+# APP_METRICS_TOKEN, when set, is at least this long: a scraper's secret, not a password.
+METRICS_TOKEN_MIN_LENGTH = 16
 
 # The demo signing secret, for local runs; refused with APP_ENV=production.
 DEMO_WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC1ub3QtZm9yLXByb2Q="  # noqa: S105
@@ -90,11 +100,31 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=30.0, ge=0)
     webhook_retry_cap_seconds: float = Field(default=3600.0, ge=0)
 
+    # GET /metrics (Prometheus text): not served, nor anything recorded, unless a token is
+    # set; scraped with `Authorization: Bearer <token>`, a token of its own, never an API key.
+    metrics_token: SecretStr | None = None
+    # The gauges read from the database are this old at most: a scrape a second runs their
+    # query once per this many seconds. 0: every scrape queries.
+    metrics_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # How long a scrape waits for that query; past it, the scrape leaves those gauges out.
+    metrics_query_timeout_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator("webhook_secret", "webhook_previous_secret")
     @classmethod
     def _valid_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             decode_secret(value.get_secret_value())  # raises with the reason
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < METRICS_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"APP_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+                "leave it unset to turn /metrics off"
+            )
         return value
 
     @model_validator(mode="after")
@@ -114,6 +144,12 @@ class Settings(BaseSettings):
             )
         if not self.api_keys:
             raise ValueError("APP_API_KEYS is empty: configure at least one key")
+        if self.metrics_token is not None and self.metrics_token.get_secret_value() in (
+            self.api_keys
+        ):
+            raise ValueError(
+                "APP_METRICS_TOKEN is one of the API keys: give the scraper a token of its own"
+            )
         return self
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -105,9 +106,18 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+def install_error_handlers(
+    app: FastAPI, *, on_outage: Callable[[Request], None] | None = None
+) -> None:
+    """Register the handlers on ``app``; ``on_outage`` is told of each database-outage 503."""
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        response = await _on_database_error(request, exc)  # re-raises what is no outage
+        if on_outage is not None:
+            on_outage(request)
+        return response
+
     for exc_type in (DBAPIError, PoolTimeoutError, OSError):
-        app.add_exception_handler(exc_type, _on_database_error)
+        app.add_exception_handler(exc_type, on_database_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -3,6 +3,8 @@
 from reference_app.store.claims import Claim
 from reference_app.store.controls import Controlled, TaskNotFound, WrongStatus
 from reference_app.store.listing import InvalidCursor, Position, TaskFilters, TaskPage
+from reference_app.store.observer import StoreObserver
+from reference_app.store.queue_state import QueueState
 from reference_app.store.records import (
     DueTask,
     Lease,
@@ -31,8 +33,10 @@ __all__ = [
     "Lease",
     "NewStream",
     "Position",
+    "QueueState",
     "Recorded",
     "Recovered",
+    "StoreObserver",
     "Submission",
     "TaskFilters",
     "TaskNotFound",

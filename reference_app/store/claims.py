@@ -51,6 +51,7 @@ _columns = (
     _tasks.c.webhook_url,
     _tasks.c.parent_id,
     _tasks.c.lease_owner,
+    _tasks.c.run_after,
 )
 
 # A row of the selects below.
@@ -131,9 +132,15 @@ class Claim:
     max_attempts: int
     webhook_url: str | None = None
     parent_id: uuid.UUID | None = None
+    # When the task was due (its row's ``run_after``), and when this attempt's ``task_started``
+    # was written: the queue delay, for the store's observers.
+    due_at: datetime | None = None
+    started_at: datetime | None = None
 
     @classmethod
-    def of(cls, row: ClaimRow, *, version: int, attempt: int) -> Claim:
+    def of(
+        cls, row: ClaimRow, *, version: int, attempt: int, started_at: datetime | None = None
+    ) -> Claim:
         """From a row of one of this module's selects."""
         return cls(
             task_id=row.id,
@@ -147,6 +154,8 @@ class Claim:
             max_attempts=row.max_attempts,
             webhook_url=row.webhook_url,
             parent_id=row.parent_id,
+            due_at=row.run_after,
+            started_at=started_at,
         )
 
     @property
@@ -172,28 +181,21 @@ async def start_attempts(
     """Start the next attempt of each row's task: a versioned append of ``task_started``
     each, which is the claim lock, all of them in one ``append_many``."""
     expires = lease.expires().isoformat()
-    appends = [
-        Append(
-            row.id,
-            row.version,
-            [
-                NewEvent(
-                    EventType.TASK_STARTED,
-                    {
-                        "attempt": row.attempts + 1,
-                        "lease_owner": lease.owner,
-                        "lease_expires_at": expires,
-                    },
-                )
-            ],
-            owner_id=row.parent_id,
+    started = [
+        NewEvent(
+            EventType.TASK_STARTED,
+            {"attempt": row.attempts + 1, "lease_owner": lease.owner, "lease_expires_at": expires},
         )
         for row in rows
     ]
+    appends = [
+        Append(row.id, row.version, [event], owner_id=row.parent_id)
+        for row, event in zip(rows, started, strict=True)
+    ]
     versions = await append_many(session, appends)
     return [
-        Claim.of(row, version=version, attempt=row.attempts + 1)
-        for row, version in zip(rows, versions, strict=True)
+        Claim.of(row, version=version, attempt=row.attempts + 1, started_at=event.at)
+        for row, version, event in zip(rows, versions, started, strict=True)
     ]
 
 

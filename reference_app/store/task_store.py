@@ -8,7 +8,8 @@ store's business alone: no caller sees a batch.
 
 Side effects of a task's end that must commit with it (a webhook delivery) are
 *terminal hooks*: functions registered with the store that, given the claim
-and its final event, return a new stream to start in the same transaction.
+and its final event, return a new stream to start in the same transaction. What only
+watches (a metric) is an *observer* (``store.observer``), told after the commit.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ from reference_app.store.controls import Controlled
 from reference_app.store.group_commit import GroupCommitter
 from reference_app.store.keyed import KeyedTask, newest_by_key
 from reference_app.store.listing import Position, TaskFilters, TaskPage, list_tasks
+from reference_app.store.observer import StoreObserver
 from reference_app.store.outcomes import append_outcomes, expiry_events
+from reference_app.store.queue_state import QueueState, read_queue_state
 from reference_app.store.reads import events_of, find_by_key, find_task
 from reference_app.store.records import (
     DueTask,
@@ -81,6 +84,7 @@ class TaskStore:
         terminal_hooks: Sequence[TerminalHook] = (),
         max_due: int | None = None,
         clock: Callable[[], datetime] = utcnow,
+        observers: Sequence[StoreObserver] = (),
     ) -> None:
         self.sessions = sessions
         # What "now" is for due work (claims, the due count, a delayed task's due time);
@@ -91,6 +95,7 @@ class TaskStore:
         self.max_attempts = max_attempts
         self._commits = GroupCommitter(sessions, group_commit=group_commit)
         self._terminal_hooks = list(terminal_hooks)
+        self._observers = list(observers)
         # Admission control (off with None): ``accept`` refuses while this many tasks are
         # due. ``due`` is the last count (``count_due``), plus this process's accepts since,
         # minus its claims since: other processes' work shows at the next count.
@@ -99,6 +104,14 @@ class TaskStore:
     def add_terminal_hook(self, hook: TerminalHook) -> None:
         """Have ``hook`` start a stream in the transaction that ends a task."""
         self._terminal_hooks.append(hook)
+
+    def _tell(self, tell: Callable[[StoreObserver], None]) -> None:
+        """Tell every observer; one that raises is logged, and the others are told."""
+        for observer in self._observers:
+            try:
+                tell(observer)
+            except Exception:
+                log.exception("store_observer_failed", observer=type(observer).__name__)
 
     async def close(self) -> None:
         """Commit what is queued, then stop the group committer."""
@@ -129,6 +142,8 @@ class TaskStore:
             return existing
         finally:
             self.backlog.committed(written=written)
+        if self._observers:
+            self._tell(lambda o: o.accepted(submission.kind))
         return Accepted(task_id=task_id, status=TaskStatus.SCHEDULED.value, created=True)
 
     async def _find_by_key(self, submission: Submission) -> Accepted | None:
@@ -146,6 +161,8 @@ class TaskStore:
             return None
         if claim is not None:
             self.backlog.started(1)
+            if self._observers:
+                self._tell(lambda o: o.started([claim]))
         return claim
 
     async def claim_due(
@@ -176,6 +193,8 @@ class TaskStore:
         # write connection, so a sweep never holds it while the committer's callers wait.
         claims: list[Claim] = await self._commits.run(claim_due)
         self.backlog.started(len(claims))
+        if claims and self._observers:
+            self._tell(lambda o: o.started(claims))
         return claims
 
     async def count_due(self) -> int:
@@ -184,6 +203,12 @@ class TaskStore:
             counted = int(await session.scalar(count_due, {"now": self.clock()}) or 0)
         self.backlog.counted(counted)
         return self.backlog.due
+
+    async def queue_state(self) -> QueueState:
+        """The live tasks by status and the oldest due one (``store.queue_state``), as of
+        ``clock()``: a handful of index lookups, on a read connection."""
+        async with session_scope(self.read_sessions) as session:
+            return await read_queue_state(session, self.clock())
 
     async def renew_lease(self, claim: Claim, lease: Lease) -> bool:
         """Extend the attempt's lease; False if the task moved on or another owner holds it.
@@ -201,6 +226,8 @@ class TaskStore:
             started = await self._commits.run_batched(self._append_outcomes, (claim, events))
         except ConcurrencyConflict:
             return Recorded(superseded=True)
+        if self._observers:
+            self._tell(lambda o: o.ended(claim, events))
         return Recorded(superseded=False, started=started)
 
     async def recover_expired_leases(self) -> Recovered:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reference_app.core.logging import get_logger
 from reference_app.store import TaskStore
@@ -27,10 +27,19 @@ class Sweeper:
     (plus one pass) bounds how late due work starts while a slot is free.
     """
 
-    def __init__(self, store: TaskStore, worker: Worker, *, interval: float) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        worker: Worker,
+        *,
+        interval: float,
+        on_pass: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.store = store
         self.worker = worker
         self.interval = interval
+        # Told after every pass: (attempts it claimed and started, expired leases it recovered).
+        self.on_pass = on_pass
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -72,6 +81,8 @@ class Sweeper:
         started = await self._claim_due()
         if recovered or started:
             log.info("sweep_finished", recovered=recovered, started=started)
+        if self.on_pass is not None:
+            self.on_pass(started, recovered)
         return started
 
     async def _claim_due(self) -> int:

@@ -13,7 +13,14 @@ BASE = [
     "floor-state/accept-closed",
     "floor-state/accept-fixed",
 ]
-SQLITE = ["sqlite/accept-closed", "sqlite/accept-fixed", "sqlite/finished-work", "sqlite/overload"]
+SQLITE = [
+    "sqlite/accept-closed",
+    "sqlite/accept-fixed",
+    "sqlite/scrape-none",
+    "sqlite/scrape-1hz",
+    "sqlite/finished-work",
+    "sqlite/overload",
+]
 
 
 def test_the_default_group_is_the_two_yardsticks_then_the_reference_app_per_backend() -> None:
@@ -28,6 +35,8 @@ def test_bench_only_picks_runs_and_an_accept_run_brings_its_yardsticks() -> None
     assert accept_ids(BenchSettings(only=("floor/",))) == BASE[2:4]
     assert accept_ids(BenchSettings(only=("floor-state/",))) == BASE[4:]
     assert accept_ids(BenchSettings(only=("lab/",))) == []
+    # The scrape pair alone, on the reference app: no yardsticks, they are each other's.
+    assert accept_ids(BenchSettings(only=("scrape",))) == SQLITE[2:4]
 
 
 def test_bench_accept_off_skips_the_group_and_quick_shortens_it() -> None:

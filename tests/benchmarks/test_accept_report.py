@@ -35,6 +35,9 @@ def group(**changes: Any) -> list[dict[str, Any]]:
         run("sqlite/accept-closed", per_s=1000.0, **tasks(8000)),  # 0.67 of the floor
         run("sqlite/accept-fixed", per_s=300.0, p95=2.8, commit_alone_p95_ms=1.2,
             **tasks(2400)),  # 1.4x the floor; the commit alone 0.6x
+        run("sqlite/scrape-none", per_s=300.0, p95=3.0, health_p99_ms=2.0, **tasks(2400)),
+        run("sqlite/scrape-1hz", per_s=300.0, p95=3.3, health_p99_ms=2.5, scrapes=8,
+            **tasks(2400)),
         run("sqlite/finished-work", per_s=300.0, offered_per_s=300.0, io_ms=300,
             finished_during_per_s=285.0, finished_after_per_s=290.0, **tasks(6000)),
         run("sqlite/overload", per_s=900.0, unloaded_max_per_s=700.0, offered_per_s=2100.0,
@@ -59,10 +62,19 @@ def test_a_healthy_group_meets_every_target_with_its_two_numbers_and_ratio() -> 
         "sqlite_finished_vs_offered",
         "sqlite_overload_vs_unloaded",
         "sqlite_every_202_finished",
+        "sqlite_scrape_health_p99",
+        "sqlite_scrape_p99",
         "override_cost",
     ]
     override = targets.pop("override_cost")
     assert (override["ratio"], override["met"]) == (1.2, None)  # a measurement, not a target
+    for name, ratio in (("sqlite_scrape_health_p99", 1.25), ("sqlite_scrape_p99", 1.1)):
+        scrape = targets.pop(name)
+        assert (scrape["ratio"], scrape["met"], scrape["target"]) == (
+            ratio,
+            None,
+            "none, a measurement",
+        )
     commit = targets.pop("sqlite_commit_alone_vs_floor")
     assert (commit["measured"], commit["baseline"], commit["ratio"]) == (1.2, 2.0, 0.6)
     assert (commit["met"], commit["target"]) == (None, "none, a measurement")
@@ -113,7 +125,7 @@ def test_targets_are_per_backend() -> None:
     names = list(by_name(runs))
     assert names[0] == "floor_vs_plain"  # once: it involves no database
     assert "postgres_p95_vs_floor" in names
-    assert len(names) == 1 + 2 * 6 + 1  # and the override measurement, once
+    assert len(names) == 1 + 2 * 8 + 1  # and the override measurement, once
 
 
 def test_each_target_prints_its_two_numbers_ratio_target_and_verdict() -> None:
@@ -139,5 +151,15 @@ def test_the_table_has_a_row_per_run_and_shows_a_broken_one() -> None:
     rows = accept_table(runs)[2:]
     assert [row.split()[0] for row in rows] == [r["id"] for r in runs]
     assert "8000/8000" in rows[6]
-    assert rows[8].rstrip().endswith("285, 290")
-    assert "ERROR RuntimeError" in rows[9]
+    assert rows[10].rstrip().endswith("285, 290")
+    assert "ERROR RuntimeError" in rows[11]
+
+
+def test_the_scrape_pair_prints_both_p99s_and_their_ratio_as_information() -> None:
+    lines = format_accept_targets(evaluate_accept_targets(group()))
+    (health,) = [line for line in lines if "/health p99 with a 1 Hz GET /metrics" in line]
+    assert health.startswith("[info]    sqlite: /health p99 with a 1 Hz GET /metrics scrape")
+    assert "under 300/s of 202s" in health
+    assert health.endswith(": 2.5 / 2 = 1.25 (target none, a measurement)")
+    no_pair = [r for r in group() if "/scrape-" not in r["id"]]
+    assert by_name(no_pair)["sqlite_scrape_p99"]["ratio"] is None

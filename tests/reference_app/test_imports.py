@@ -21,6 +21,8 @@ LAYERS = {
     "store": 3,
     "tasks": 4,
     "webhooks": 5,
+    # Prometheus metrics: hooks on the store, the sweeper and the errors; api serves them.
+    "metrics": 5,
     "api": 6,
     # The app's wiring and its tools: they may import everything.
     "main": 7,
@@ -84,4 +86,10 @@ def test_the_check_catches_an_upward_import(tmp_path: Path) -> None:
 
 def test_tasks_never_import_webhooks() -> None:
     for path in (PACKAGE / "tasks").glob("*.py"):
+        assert not any(m.startswith("reference_app.webhooks") for m in imported(path)), path
+
+
+def test_metrics_never_import_webhooks() -> None:
+    # Beside webhooks, not above it: main tells the metrics the delivery kind's name.
+    for path in (PACKAGE / "metrics").glob("*.py"):
         assert not any(m.startswith("reference_app.webhooks") for m in imported(path)), path

@@ -165,3 +165,42 @@ def test_get_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch
 
     assert get_settings() is first
     assert first.max_concurrent_tasks == 3
+
+
+def test_metrics_are_off_until_a_token_of_their_own_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().metrics_token is None
+    monkeypatch.setenv("APP_METRICS_TOKEN", "scraper-token-0123456789")
+    monkeypatch.setenv("APP_METRICS_CACHE_SECONDS", "0.5")
+
+    settings = Settings()
+
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "scraper-token-0123456789"
+    assert settings.metrics_cache_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("short", "at least 16 characters"),
+        ("demo-key-org-a", "at least 16 characters"),
+        ("k-live-7f3a9c0123456789", "one of the API keys"),
+    ],
+)
+def test_a_metrics_token_that_is_short_or_an_api_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, token: str, reason: str
+) -> None:
+    keys = {**OWN_KEYS, "k-live-7f3a9c0123456789": {"user_id": "dan", "org_id": "org-d"}}
+    monkeypatch.setenv("APP_API_KEYS", json.dumps(keys))
+    monkeypatch.setenv("APP_METRICS_TOKEN", token)
+
+    with pytest.raises(ValidationError, match=reason) as refused:
+        Settings()
+    assert token not in str(refused.value)  # the secret is not echoed
+
+
+def test_a_metrics_cache_longer_than_a_minute_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_METRICS_CACHE_SECONDS", "61")
+
+    with pytest.raises(ValidationError):
+        Settings()

@@ -105,6 +105,24 @@ async def test_a_pass_runs_due_scheduled_and_retrying_tasks_but_not_future_retri
     assert (finished["recovered"], finished["started"]) == (0, 2)
 
 
+async def test_every_pass_tells_on_pass_what_it_claimed_and_recovered(
+    sessions: SessionFactory,
+) -> None:
+    orphan = await schedule(sessions)
+    await start_attempt(sessions, orphan, lease_left=timedelta(seconds=-1))
+    await schedule(sessions)
+    told: list[tuple[int, int]] = []
+
+    async with running(sessions, Recorder()) as w:
+        sweeper = Sweeper(w.store, w.worker, interval=HOUR, on_pass=lambda *seen: told.append(seen))
+        await sweeper.sweep_once()
+        await w.worker.drain(WAIT)
+        await sweeper.sweep_once()
+
+    # The orphan's retry and the scheduled task; then nothing is left to do, and it says so.
+    assert told == [(2, 1), (0, 0)]
+
+
 async def test_a_pass_recovers_an_expired_lease_and_reruns_the_task(
     sessions: SessionFactory,
 ) -> None:
