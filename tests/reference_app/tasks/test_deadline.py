@@ -17,6 +17,14 @@ from tests.reference_app._task_kit import WAIT, wait_until
 GRACE = 0.2
 
 
+async def hang(cleaned: asyncio.Event) -> None:
+    """Wait until cancelled; ``cleaned`` says its cleanup ran."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        cleaned.set()
+
+
 async def test_work_within_its_deadline_returns_its_result() -> None:
     async def quick() -> dict[str, int]:
         await asyncio.sleep(0)
@@ -36,15 +44,9 @@ async def test_a_failure_within_the_deadline_is_the_failure_not_a_timeout() -> N
 async def test_work_past_its_deadline_is_cancelled_and_its_cleanup_runs() -> None:
     cleaned = asyncio.Event()
 
-    async def hang() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaned.set()
-
     deadline = Deadline(GRACE)
     with pytest.raises(AttemptTimeout) as caught:
-        await deadline.run(hang(), seconds=0.05)
+        await deadline.run(hang(cleaned), seconds=0.05)
 
     assert cleaned.is_set()
     assert deadline.abandoned == 0
@@ -103,13 +105,7 @@ async def test_work_that_ignores_cancellation_is_abandoned_and_its_result_discar
 async def test_cancelled_from_outside_the_work_is_cancelled_too() -> None:
     cleaned = asyncio.Event()
 
-    async def hang() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaned.set()
-
-    running = asyncio.ensure_future(Deadline(GRACE).run(hang(), seconds=WAIT))
+    running = asyncio.ensure_future(Deadline(GRACE).run(hang(cleaned), seconds=WAIT))
     await asyncio.sleep(0.01)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
